@@ -1,0 +1,86 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import wlm  # noqa: F401  (warning filters)
+from wlm.corpus import Corpus
+from wlm.model import LSTMModel, ModelConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_TEXT = {
+    "train": "the cat sat on the mat\nthe dog sat on the log\n\n = heading = \na cat and a dog\n" * 20,
+    "valid": "the cat sat on the log\nthe dog ran\n" * 5,
+    "test": "a dog sat on the mat\nthe cat ran on the log\nzebra\n" * 5,
+}
+
+
+def write_corpus(path: Path, texts: dict[str, str] = TINY_TEXT, newline: str = "\n") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for split, text in texts.items():
+        (path / f"{split}.txt").write_bytes(text.replace("\n", newline).encode("utf-8"))
+    return path
+
+
+@pytest.fixture
+def tiny_dir(tmp_path) -> Path:
+    return write_corpus(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny_corpus(tiny_dir) -> Corpus:
+    return Corpus(tiny_dir)
+
+
+def tiny_model(ntoken: int, seed: int = 0, nlayers: int = 2) -> LSTMModel:
+    torch.manual_seed(seed)
+    return LSTMModel(ModelConfig(ntoken=ntoken, ninp=32, nhid=24, nlayers=nlayers, dropout=0.0)).eval()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny():
+    """A small model trained for a few hundred steps on the tiny corpus, so its predictions mean something."""
+    import tempfile
+
+    from wlm.corpus import batchify, get_batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Corpus(write_corpus(Path(tmp)))
+    model = tiny_model(len(corpus.dictionary)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    source = batchify(corpus.train, 4)
+    for _ in range(3):
+        hidden = model.init_hidden(4)
+        for i in range(0, source.size(0) - 1, 10):
+            x, y = get_batch(source, i, 10)
+            hidden = tuple(h.detach() for h in hidden)
+            logits, hidden = model(x, hidden)
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval(), corpus
+
+
+def _real_dir() -> Path | None:
+    for candidate in (os.environ.get("WLM_DATA_DIR"), REPO.parent / "shared" / "wikitext-2"):
+        if candidate and (Path(candidate) / "train.txt").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    path = _real_dir()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide the Wikitext-2 corpus (WLM_DATA_DIR)")
+        pytest.skip("Wikitext-2 not found: set WLM_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_corpus(real_dir) -> Corpus:
+    return Corpus(real_dir)

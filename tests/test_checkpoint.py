@@ -1,0 +1,129 @@
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from wlm.checkpoint import (config_from_state_dict, load_bundle, load_model, open_model, random_model,
+                            read_state_dict, save_bundle)
+from wlm.corpus import Dictionary
+from wlm.errors import WlmError
+from wlm.model import LSTMModel, ModelConfig
+
+from conftest import tiny_model
+
+
+def outputs(model, ntoken):
+    x = torch.arange(12).remainder(ntoken).view(-1, 1)
+    return model(x, model.init_hidden(1))[0]
+
+
+def test_tutorial_format_pth_loads_unchanged(tmp_path):
+    # The tutorial's checkpoint is torch.save(model.state_dict()) of its LSTMModel(ntoken, 512, 256, 5).
+    model = random_model(1000, seed=3)
+    path = tmp_path / "word_language_model_quantize.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load_model(path)
+    assert loaded.model.config == ModelConfig(ntoken=1000, ninp=512, nhid=256, nlayers=5, dropout=0.5)
+    assert torch.equal(outputs(model, 1000), outputs(loaded.model, 1000))
+    assert loaded.dictionary is None
+
+
+def test_config_inferred_from_shapes():
+    state = tiny_model(77, nlayers=3).state_dict()
+    assert config_from_state_dict(state) == ModelConfig(ntoken=77, ninp=32, nhid=24, nlayers=3, dropout=0.5)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(WlmError, match="does not exist"):
+        load_model(tmp_path / "nope.pth")
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "t.pth"
+    torch.save(tiny_model(20).state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WlmError, match="truncated or not a torch.save file"):
+        load_model(path)
+
+
+def test_not_a_state_dict(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(3)], path)
+    with pytest.raises(WlmError, match="not a state_dict"):
+        load_model(path)
+    path2 = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(3)}, path2)
+    with pytest.raises(WlmError, match="missing encoder.weight"):
+        load_model(path2)
+
+
+def test_wrong_shapes(tmp_path):
+    state = tiny_model(20).state_dict()
+    state["decoder.weight"] = torch.zeros(20, 7)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(WlmError, match="wrong shapes: decoder.weight"):
+        load_model(path)
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def test_code_running_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2), "payload": RunsCode(str(marker))}, path)
+    with pytest.raises(WlmError, match="refused"):
+        load_model(path)
+    assert not marker.exists(), "the pickle's code ran"
+    plain = tmp_path / "evil.pkl"
+    plain.write_bytes(pickle.dumps(RunsCode(str(marker))))
+    with pytest.raises(WlmError):
+        load_model(plain)
+    assert not marker.exists()
+
+
+def test_vocab_size_mismatch(tmp_path, tiny_corpus):
+    path = tmp_path / "m.pth"
+    torch.save(tiny_model(len(tiny_corpus.dictionary) + 5).state_dict(), path)
+    with pytest.raises(WlmError, match="output words but the corpus"):
+        open_model(path, corpus=tiny_corpus)
+    with pytest.raises(WlmError, match="no vocabulary of its own"):
+        open_model(path)
+
+
+def test_bundle_round_trip_and_sha_check(tmp_path):
+    model = tiny_model(30)
+    dictionary = Dictionary([f"w{i}" for i in range(30)])
+    card = save_bundle(model, dictionary, tmp_path / "b", {"name": "t"})
+    assert card["config"]["ntoken"] == 30 and len(card["weights_sha256"]) == 64
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.dictionary == dictionary
+    assert torch.allclose(outputs(model, 30), outputs(loaded.model, 30), atol=1e-2)  # float16 storage
+    fp32 = save_bundle(model, dictionary, tmp_path / "b32", {}, dtype=torch.float32)
+    assert fp32["weights_dtype"] == "float32"
+    assert torch.equal(outputs(model, 30), outputs(load_bundle(tmp_path / "b32").model, 30))
+    # A changed weights file is refused.
+    weights = tmp_path / "b" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(WlmError, match="does not match its card"):
+        load_bundle(tmp_path / "b")
+
+
+def test_bundle_vocab_must_fit(tmp_path):
+    save_bundle(tiny_model(30), Dictionary([f"w{i}" for i in range(30)]), tmp_path / "b", {})
+    (tmp_path / "b" / "vocab.txt").write_text("a\nb\n")
+    with pytest.raises(WlmError, match="output words but the bundle's vocabulary"):
+        load_bundle(tmp_path / "b")
+    card = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert card["config"]["nlayers"] == 2

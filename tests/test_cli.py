@@ -1,0 +1,85 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, tiny_model
+
+
+def run(*args, env_extra=None, check_rc=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    env.pop("WLM_DATA_DIR", None) if env_extra is None else None
+    proc = subprocess.run([sys.executable, "-m", "wlm", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, proc.stderr
+    return proc
+
+
+def test_compare_json_rows(tiny_dir):
+    proc = run("compare", "--random-init", "--data", str(tiny_dir), "--max-tokens", "100",
+               "--variants", "tutorial,float16", "--format", "json", check_rc=0)
+    rows = json.loads(proc.stdout)
+    assert [r["variant"] for r in rows] == ["fp32", "tutorial", "float16"]
+    assert all(list(r) == ["variant", "size_mb", "loss", "ppl", "seconds", "tokens_per_s", "speedup"] for r in rows)
+    assert rows[0]["speedup"] == 1.0
+    assert rows[1]["size_mb"] < rows[0]["size_mb"]
+    assert "corpus" in proc.stderr  # messages go to stderr, the table alone to stdout
+
+
+def test_compare_md_and_csv(tiny_dir):
+    md = run("compare", "--random-init", "--data", str(tiny_dir), "--max-tokens", "60", check_rc=0).stdout
+    assert md.splitlines()[0].startswith("| variant") and "tutorial" in md
+    csv = run("compare", "--random-init", "--data", str(tiny_dir), "--max-tokens", "60", "--format", "csv",
+              check_rc=0).stdout
+    assert csv.splitlines()[0] == "variant,size_mb,loss,ppl,seconds,tokens_per_s,speedup"
+
+
+def test_generate_and_evaluate_with_pth(tmp_path, tiny_dir, tiny_corpus):
+    path = tmp_path / "m.pth"
+    torch.save(tiny_model(len(tiny_corpus.dictionary)).state_dict(), path)
+    out = run("generate", "--checkpoint", str(path), "--data", str(tiny_dir), "--words", "30", "--seed", "1",
+              check_rc=0).stdout
+    assert len(out.split()) >= 20 and "b'" not in out
+    again = run("generate", "--checkpoint", str(path), "--data", str(tiny_dir), "--words", "30", "--seed", "1",
+                check_rc=0).stdout
+    assert out == again
+    ev = json.loads(run("evaluate", "--checkpoint", str(path), "--data", str(tiny_dir), "--variant", "tutorial",
+                        "--format", "json", check_rc=0).stdout)
+    assert ev["variant"] == "tutorial" and ev["tokens"] == len(tiny_corpus.test) - 1 and ev["loss"] > 0
+    fid = run("fidelity", "--checkpoint", str(path), "--data", str(tiny_dir), "--max-tokens", "50", check_rc=0).stdout
+    assert "top1_agreement" in fid and "sqnr_db" in fid
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "--random-init", "--data", "/nonexistent/corpus"], "does not exist"),
+    (["compare", "--random-init", "--variants", "int3"], "unknown variant"),
+    (["compare", "--random-init", "--threads", "0"], "at least 1"),
+    (["generate", "--words", "0"], "words must be between"),
+    (["generate", "--words", "100000000"], "words must be between"),
+    (["generate", "--temperature", "-1"], "temperature"),
+    (["evaluate", "--checkpoint", "/nonexistent.pth"], "does not exist"),
+])
+def test_bad_input_exits_2_without_traceback(args, message, tiny_dir):
+    if "--random-init" in args and "--data" not in args:
+        args = [*args, "--data", str(tiny_dir)]
+    if args[0] == "evaluate":
+        args = [*args, "--data", str(tiny_dir)]
+    proc = run(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_max_tokens_beyond_split_is_clamped_and_said(tiny_dir):
+    proc = run("compare", "--random-init", "--data", str(tiny_dir), "--max-tokens", "99999999", check_rc=0)
+    assert "more than the split" in proc.stderr
+
+
+def test_wrong_vocab_checkpoint(tmp_path, tiny_dir):
+    path = tmp_path / "m.pth"
+    torch.save(tiny_model(7).state_dict(), path)
+    proc = run("evaluate", "--checkpoint", str(path), "--data", str(tiny_dir))
+    assert proc.returncode == 2 and "output words but the corpus" in proc.stderr and "Traceback" not in proc.stderr

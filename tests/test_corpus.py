@@ -1,0 +1,104 @@
+import time
+
+import pytest
+import torch
+
+from wlm.corpus import Corpus, Dictionary, batchify, get_batch
+from wlm.errors import WlmError
+
+from conftest import TINY_TEXT, write_corpus
+
+
+def reference_ids(path):
+    """The tutorial's two-pass algorithm, written out plainly: the definition our fast reader must match."""
+    dictionary = Dictionary()
+    splits = []
+    for split in ("train", "valid", "test"):
+        with open(path / f"{split}.txt", encoding="utf8") as f:
+            for line in f:
+                for word in line.split() + ["<eos>"]:
+                    dictionary.add_word(word)
+        with open(path / f"{split}.txt", encoding="utf8") as f:
+            ids = [dictionary.word2idx[w] for line in f for w in line.split() + ["<eos>"]]
+        splits.append(torch.tensor(ids, dtype=torch.int64))
+    return dictionary, splits
+
+
+def test_tiny_ids_match_reference(tiny_dir):
+    corpus = Corpus(tiny_dir)
+    dictionary, (train, valid, test) = reference_ids(tiny_dir)
+    assert corpus.dictionary.idx2word == dictionary.idx2word
+    assert torch.equal(corpus.train, train) and torch.equal(corpus.valid, valid) and torch.equal(corpus.test, test)
+    assert corpus.dictionary.idx2word[:4] == ["the", "cat", "sat", "on"]
+    assert corpus.dictionary.word2idx["zebra"] == len(corpus.dictionary) - 1  # first seen in test
+    assert corpus.train.dtype == torch.int64
+
+
+def test_crlf_gives_same_tokens(tmp_path):
+    lf = Corpus(write_corpus(tmp_path / "lf"))
+    crlf = Corpus(write_corpus(tmp_path / "crlf", newline="\r\n"))
+    assert lf.dictionary == crlf.dictionary
+    assert torch.equal(lf.train, crlf.train) and torch.equal(lf.test, crlf.test)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(WlmError, match="does not exist.*--data"):
+        Corpus(tmp_path / "nowhere")
+
+
+def test_missing_split(tmp_path):
+    path = write_corpus(tmp_path / "c")
+    (path / "valid.txt").unlink()
+    with pytest.raises(WlmError, match="valid.txt is missing"):
+        Corpus(path)
+
+
+def test_empty_split(tmp_path):
+    path = write_corpus(tmp_path / "c", {**TINY_TEXT, "test": "\n \n"})
+    with pytest.raises(WlmError, match="test.txt has no words"):
+        Corpus(path)
+
+
+def test_not_utf8_names_the_file(tmp_path):
+    path = write_corpus(tmp_path / "c")
+    (path / "train.txt").write_bytes(b"caf\xe9 au lait\n")
+    with pytest.raises(WlmError, match=r"train.txt is not UTF-8"):
+        Corpus(path)
+
+
+def test_env_var_is_used(tmp_path, monkeypatch, tiny_dir):
+    monkeypatch.setenv("WLM_DATA_DIR", str(tiny_dir))
+    assert Corpus().path == tiny_dir
+
+
+def test_batchify_and_get_batch():
+    data = torch.arange(11)
+    source = batchify(data, 2)
+    assert source.shape == (5, 2)
+    assert source[:, 0].tolist() == [0, 1, 2, 3, 4] and source[:, 1].tolist() == [5, 6, 7, 8, 9]
+    x, y = get_batch(source, 3, bptt=25)
+    assert x.tolist() == [[3, 8]] and y.tolist() == [4, 9]
+    with pytest.raises(WlmError, match="batch size"):
+        batchify(data, 0)
+
+
+def test_encode_reports_unknown(tiny_corpus):
+    dictionary = Dictionary(["<unk>", "the"])
+    assert dictionary.encode(["the", "platypus"]) == ([1, 0], ["platypus"])
+    with pytest.raises(WlmError, match="no <unk> token"):
+        tiny_corpus.dictionary.encode(["the", "platypus"])
+
+
+def test_real_counts_and_reference(real_dir, real_corpus):
+    assert len(real_corpus.dictionary) == 33278
+    assert (len(real_corpus.train), len(real_corpus.valid), len(real_corpus.test)) == (2088628, 217646, 245569)
+    start = time.perf_counter()
+    dictionary, (train, valid, test) = reference_ids(real_dir)
+    reference_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fresh = Corpus(real_dir)
+    ours_s = time.perf_counter() - start
+    assert fresh.dictionary.idx2word == dictionary.idx2word
+    assert torch.equal(fresh.train, train) and torch.equal(fresh.valid, valid) and torch.equal(fresh.test, test)
+    # A ratio from one run, not absolute seconds: the fast reader must not be slower than the plain loop.
+    assert ours_s < reference_s * 1.1, (ours_s, reference_s)

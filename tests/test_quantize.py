@@ -1,0 +1,87 @@
+import pytest
+import torch
+from torch import nn
+
+from wlm.checkpoint import random_model
+from wlm.errors import WlmError
+from wlm.evaluate import evaluate
+from wlm.quantize import PRESETS, BagEmbedding, QuantSpec, module_sizes, preset, quantize, state_dict_bytes
+
+from conftest import tiny_model
+
+
+def test_tutorial_architecture_sizes():
+    model = random_model(33278)
+    fp32 = state_dict_bytes(model)
+    int8 = state_dict_bytes(quantize(model, PRESETS["tutorial"]))
+    assert abs(fp32 - 113_945_374) <= 1024
+    assert abs(int8 - 79_739_864) <= 1024
+    parts = module_sizes(quantize(model, PRESETS["tutorial"]))
+    # The float embedding is most of the int8 model: why the tutorial's model only shrinks by 30 %.
+    assert parts["embedding"] / int8 > 0.8
+    assert abs(sum(parts.values()) - int8) < 0.01 * int8
+    emb8 = state_dict_bytes(quantize(model, PRESETS["int8+emb8"]))
+    assert 25e6 < emb8 < 32e6
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset(name, trained_tiny):
+    model, corpus = trained_tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qmodel = quantize(model, PRESETS[name])
+    x = corpus.test[:30].view(-1, 1)
+    logits, hidden = qmodel(x, qmodel.init_hidden(1))
+    assert logits.shape == (30, 1, len(corpus.dictionary))
+    assert hidden[0].shape == (2, 1, 24)
+    fp = evaluate(model, corpus.test).loss
+    q = evaluate(qmodel, corpus.test).loss
+    assert fp < 2.0  # the model did learn the tiny corpus (uniform would be ln(V) ~ 2.9)
+    assert abs(q - fp) < 0.05, (name, fp, q)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "float model was modified"
+    assert isinstance(model.rnn, nn.LSTM) and isinstance(model.decoder, nn.Linear)
+    if name != "fp32":
+        assert qmodel is not model
+
+
+def test_presets_quantize_what_they_say():
+    model = tiny_model(50)
+    q = quantize(model, PRESETS["tutorial"])
+    assert "DynamicQuantized" in type(q.rnn).__module__ + type(q.rnn).__qualname__ or "dynamic" in type(q.rnn).__module__
+    assert "dynamic" in type(q.decoder).__module__ and isinstance(q.encoder, nn.Embedding)
+    assert q.decoder.weight().dtype == torch.qint8
+    assert quantize(model, PRESETS["per-channel"]).decoder.weight().qscheme() == torch.per_channel_affine
+    assert quantize(model, PRESETS["int8+emb8"]).encoder.weight().dtype == torch.quint8
+    assert quantize(model, PRESETS["fp32"]) is model
+
+
+def test_four_bit_embedding_is_right_shape_and_values():
+    model = tiny_model(60)
+    q = quantize(model, PRESETS["int8+emb4"])
+    assert isinstance(q.encoder, BagEmbedding)
+    assert q.encoder.bag.weight().dtype == torch.quint4x2
+    ids = torch.tensor([[3, 7], [59, 0], [12, 12]])
+    out = q.encoder(ids)
+    ref = model.encoder(ids)
+    assert out.shape == ref.shape == (3, 2, 32)
+    # 4 bits over each row's range: error at most half a step of (max - min) / 15 per row.
+    rows = model.encoder.weight[ids]
+    step = (rows.amax(-1, keepdim=True) - rows.amin(-1, keepdim=True)) / 15
+    assert ((out - ref).abs() <= step / 2 + 1e-3).all()
+    assert (out - ref).abs().max() > 0  # really quantized
+
+
+def test_quant_spec_is_hashable_and_validated():
+    a, b = QuantSpec(lstm=True, linear=True), PRESETS["tutorial"]
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a.label == "tutorial" and QuantSpec(linear=True).label == "linear qint8"
+    with pytest.raises(Exception):
+        a.lstm = False  # frozen
+    with pytest.raises(WlmError, match="dtype"):
+        QuantSpec(lstm=True, dtype="int4")
+    with pytest.raises(WlmError, match="embedding bits"):
+        QuantSpec(embedding=True, embedding_bits=2)
+    with pytest.raises(WlmError, match="per-channel"):
+        QuantSpec(linear=True, per_channel=True, dtype="float16")
+    with pytest.raises(WlmError, match="unknown variant 'int3'"):
+        preset("int3")

@@ -1,0 +1,309 @@
+"""``python -m wlm <command>``: results on stdout, progress and messages on stderr."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .errors import WlmError
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _corpus(args, required: bool = True):
+    from .corpus import Corpus, resolve_data_dir
+
+    path = resolve_data_dir(args.data)
+    if not required and not args.data and not path.is_dir():
+        return None
+    start = time.perf_counter()
+    corpus = Corpus(path)
+    _log(f"corpus {path}: {len(corpus.dictionary):,} words, loaded in {time.perf_counter() - start:.2f} s")
+    return corpus
+
+
+def _model(args, corpus):
+    from .checkpoint import open_model
+
+    loaded = open_model(args.checkpoint, random_init=getattr(args, "random_init", False),
+                        seed=getattr(args, "seed", 0), corpus=corpus)
+    _log(f"model: {loaded.source}")
+    return loaded
+
+
+def _bar(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="tok", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def _print_table(table, fmt: str) -> None:
+    if fmt == "csv":
+        sys.stdout.write(table.to_csv(index=False))
+    elif fmt == "json":
+        print(json.dumps(table.to_dict(orient="records"), indent=2))
+    else:
+        print(table.to_markdown(index=False, floatfmt=".3f"))
+
+
+def cmd_compare(args) -> None:
+    from .compare import compare_variants, parse_variants
+
+    variants = parse_variants(args.variants)
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    bars: dict = {}
+
+    def progress(label, done, total):
+        if label not in bars:
+            for bar, _ in bars.values():
+                bar.close()
+            bars[label] = _bar(label)
+        bars[label][1](done, total)
+
+    from .evaluate import limit_tokens
+
+    _, note = limit_tokens(corpus.test, args.max_tokens)
+    if note:
+        _log(note)
+    table = compare_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
+                             threads=args.threads, progress=progress)
+    for bar, _ in bars.values():
+        bar.close()
+    _print_table(table, args.format)
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate, num_threads
+    from .quantize import preset, quantize, state_dict_bytes
+
+    spec = preset(args.variant)
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    model = quantize(loaded.model, spec)
+    bar, update = _bar(f"evaluate {args.variant}")
+    with num_threads(args.threads):
+        result = evaluate(model, corpus.split(args.split), max_tokens=args.max_tokens, progress=update)
+    bar.close()
+    if result.note:
+        _log(result.note)
+    row = {"variant": spec.label, "split": args.split, "size_mb": state_dict_bytes(model) / 1e6, **result.to_dict()}
+    row.pop("note")
+    print(json.dumps(row, indent=2) if args.format == "json" else
+          "\n".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
+
+
+def cmd_generate(args) -> None:
+    from .generate import check_sampling, encode_prompt, generate
+    from .quantize import preset, quantize
+
+    check_sampling(args.words, args.temperature)
+    spec = preset(args.variant)
+    # A bundle brings its vocabulary; a bare weights file needs the corpus it was trained on.
+    needs_vocab = args.checkpoint is not None and not Path(args.checkpoint).is_dir()
+    corpus = _corpus(args) if needs_vocab or args.data else None
+    loaded = _model(args, corpus)
+    _, unknown = encode_prompt(loaded.dictionary, args.prompt)
+    if unknown:
+        _log(f"not in the vocabulary, read as <unk>: {', '.join(unknown)}")
+    model = quantize(loaded.model, spec)
+    from tqdm import tqdm
+
+    line = []
+    for word in tqdm(generate(model, loaded.dictionary, words=args.words, temperature=args.temperature,
+                              seed=args.seed, prompt=args.prompt), total=args.words, desc="generate",
+                     unit="word", file=sys.stderr, leave=False):
+        if word == "<eos>":
+            print(" ".join(line), flush=True)
+            line = []
+        else:
+            line.append(word)
+    if line:
+        print(" ".join(line))
+
+
+def cmd_fidelity(args) -> None:
+    from .evaluate import num_threads
+    from .fidelity import compare_outputs, weight_sqnr
+    from .quantize import preset, quantize
+
+    spec = preset(args.variant)
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    quant = quantize(loaded.model, spec)
+    bar, update = _bar(f"fidelity {args.variant}")
+    with num_threads(args.threads):
+        result = compare_outputs(loaded.model, quant, corpus.test, max_tokens=args.max_tokens, progress=update)
+    bar.close()
+    if result.note:
+        _log(result.note)
+    sqnr = weight_sqnr(loaded.model, quant)
+    if args.format == "json":
+        print(json.dumps({"variant": spec.label, **result.summary(),
+                          "sqnr": sqnr.to_dict(orient="records")}, indent=2, default=str))
+        return
+    print(f"variant: {spec.label}")
+    for key, value in result.summary().items():
+        print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+    if len(sqnr):
+        print()
+        print(sqnr.to_markdown(index=False, floatfmt=".1f"))
+
+
+def cmd_download(args) -> None:
+    from .download import download
+
+    path = download(args.dest, force=args.force)
+    print(path)
+
+
+def cmd_train(args) -> None:
+    from .evaluate import num_threads
+    from .train import recipe_with, train
+
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "bptt", "dropout", "lstm_init",
+                                                "clip", "warmup_batches")}
+    if args.bf16:
+        overrides["bf16"] = True
+    recipe = recipe_with(args.recipe, **overrides)
+    corpus = _corpus(args)
+    _log(f"recipe: {json.dumps(recipe.to_dict())}")
+    with num_threads(args.threads):
+        _, state = train(corpus.train, corpus.valid, len(corpus.dictionary), recipe, Path(args.out), seed=args.seed,
+                         max_tokens=args.max_tokens, max_batches=args.probe, resume=args.resume,
+                         time_limit_s=args.time_limit * 60 if args.time_limit else None, window=args.window, log=_log)
+    print(json.dumps({"recipe": recipe.to_dict(), "step": state.step, "epochs_done": state.epoch,
+                      "best_valid": None if math.isinf(state.best_valid) else state.best_valid,
+                      "history": state.history, "windows": state.windows}, indent=2))
+
+
+def cmd_bundle(args) -> None:
+    from .bundle import write_bundle
+
+    corpus = _corpus(args)
+    card = write_bundle(Path(args.run), corpus, Path(args.out), threads=args.threads, log=_log)
+    print(json.dumps(card, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .quantize import PRESETS
+    from .train import RECIPES
+
+    parser = argparse.ArgumentParser(prog="python -m wlm", description=(
+        "Dynamic quantization of the PyTorch tutorial's LSTM word language model."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_data(p):
+        p.add_argument("--data", help="corpus folder with train/valid/test.txt (default: $WLM_DATA_DIR, "
+                                      "then ./data/wikitext-2)")
+
+    def add_model(p):
+        p.add_argument("--checkpoint", help="bundle folder, .safetensors or the tutorial's .pth (default: bundled model)")
+
+    def add_threads(p, default=1):
+        p.add_argument("--threads", type=_positive_int, default=default, help=f"torch threads (default {default})")
+
+    variants = ", ".join(PRESETS)
+    p = sub.add_parser("compare", help="the tutorial's table: size, loss, speed of fp32 and quantized variants")
+    add_data(p), add_model(p), add_threads(p)
+    p.add_argument("--random-init", action="store_true", help="tutorial architecture with random weights")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    p.add_argument("--variants", default="tutorial", help=f"comma-separated, or 'all' (from: {variants})")
+    p.add_argument("--max-tokens", type=int, help="evaluate this many test tokens (default: the whole split)")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("evaluate", help="loss and speed of one variant, the tutorial's way")
+    add_data(p), add_model(p), add_threads(p)
+    p.add_argument("--variant", default="fp32", help=f"one of: {variants}")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("generate", help="sample text")
+    add_data(p), add_model(p)
+    p.add_argument("--variant", default="fp32", help=f"one of: {variants}")
+    p.add_argument("--words", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = always the most likely word")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", help="words to start from")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("fidelity", help="KL divergence, top-1 agreement and weight SQNR of a variant vs fp32")
+    add_data(p), add_model(p), add_threads(p, default=2)
+    p.add_argument("--variant", default="tutorial", help=f"one of: {variants}")
+    p.add_argument("--max-tokens", type=int, default=5000)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_fidelity)
+
+    p = sub.add_parser("download", help="fetch Wikitext-2 into ./data/wikitext-2")
+    p.add_argument("--dest", default="data/wikitext-2")
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("train", help="train the tutorial's architecture")
+    add_data(p), add_threads(p, default=2)
+    p.add_argument("--recipe", default="adamw", choices=list(RECIPES))
+    p.add_argument("--out", default="runs/train", help="run folder: best.pt, resume.pt")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--bptt", type=_positive_int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--clip", type=float)
+    p.add_argument("--warmup-batches", type=int)
+    p.add_argument("--lstm-init", choices=["default", "uniform0.3", "orthogonal"])
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--max-tokens", type=int, help="train on this many tokens of the train split")
+    p.add_argument("--probe", type=_positive_int, metavar="BATCHES", help="stop after this many batches")
+    p.add_argument("--window", type=_positive_int, default=100, help="report the mean loss of each window of batches")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop (and save) after this long")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
+    p.add_argument("--seed", type=int, default=1111)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bundle", help="evaluate a training run's best model and write a model bundle")
+    add_data(p), add_threads(p)
+    p.add_argument("--run", required=True, help="run folder written by `train`")
+    p.add_argument("--out", default="assets/wlm-lstm")
+    p.set_defaults(func=cmd_bundle)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import wlm  # noqa: F401  (installs the warning filters)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except WlmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

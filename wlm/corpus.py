@@ -1,0 +1,118 @@
+"""Word-level corpus: the tutorial's tokenisation and id order, read fast.
+
+Each line becomes ``line.split() + ['<eos>']``; ids are handed out in order of first
+appearance over train, then valid, then test. That order is what makes a checkpoint
+trained on this corpus line up with its vocabulary, so it must never change.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import WlmError
+
+EOS = "<eos>"
+UNK = "<unk>"
+SPLITS = ("train", "valid", "test")
+DEFAULT_DATA_DIR = Path("data") / "wikitext-2"
+
+
+class Dictionary:
+    def __init__(self, words: list[str] | None = None):
+        self.word2idx: dict[str, int] = {}
+        self.idx2word: list[str] = []
+        for word in words or []:
+            self.add_word(word)
+
+    def add_word(self, word: str) -> int:
+        if word not in self.word2idx:
+            self.word2idx[word] = len(self.idx2word)
+            self.idx2word.append(word)
+        return self.word2idx[word]
+
+    def __len__(self) -> int:
+        return len(self.idx2word)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dictionary) and self.idx2word == other.idx2word
+
+    def encode(self, words: list[str]) -> tuple[list[int], list[str]]:
+        """Ids for ``words``; words not in the vocabulary map to ``<unk>`` and are returned."""
+        unknown = [w for w in words if w not in self.word2idx]
+        if unknown and UNK not in self.word2idx:
+            raise WlmError(f"words {unknown[:5]} are not in the vocabulary, which has no {UNK} token")
+        unk = self.word2idx.get(UNK)
+        return [self.word2idx.get(w, unk) for w in words], unknown
+
+
+def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
+    """Where the corpus lives: the argument, then $WLM_DATA_DIR, then ./data/wikitext-2."""
+    if data:
+        return Path(data)
+    env = os.environ.get("WLM_DATA_DIR")
+    return Path(env) if env else DEFAULT_DATA_DIR
+
+
+def _read_words(path: Path) -> list[str]:
+    if not path.is_file():
+        raise WlmError(
+            f"corpus file {path} is missing: the corpus directory needs train.txt, valid.txt and test.txt "
+            "(pass --data DIR, set WLM_DATA_DIR, or run `python -m wlm download`)"
+        )
+    try:
+        # Text mode turns CRLF into LF, and str.split() ignores stray '\r' anyway.
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WlmError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8") from None
+    words: list[str] = []
+    for line in text.splitlines():
+        words.extend(line.split())
+        words.append(EOS)
+    # splitlines() drops the final empty piece that a trailing newline makes, as file iteration does.
+    if not words or all(w == EOS for w in words):
+        raise WlmError(f"corpus file {path} has no words; each split needs at least one line of text")
+    return words
+
+
+class Corpus:
+    """Train/valid/test as int64 id tensors plus the shared ``Dictionary``."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = resolve_data_dir(path)
+        if not self.path.is_dir():
+            raise WlmError(
+                f"corpus directory {self.path} does not exist; pass --data DIR, set WLM_DATA_DIR, "
+                "or run `python -m wlm download` to fetch Wikitext-2 into ./data/wikitext-2"
+            )
+        self.dictionary = Dictionary()
+        word2idx = self.dictionary.word2idx
+        ids: dict[str, torch.Tensor] = {}
+        for split in SPLITS:
+            words = _read_words(self.path / f"{split}.txt")
+            # setdefault evaluates len() before inserting, so a new word gets the next id.
+            ids[split] = torch.tensor([word2idx.setdefault(w, len(word2idx)) for w in words], dtype=torch.int64)
+        self.dictionary.idx2word = list(word2idx)
+        self.train, self.valid, self.test = ids["train"], ids["valid"], ids["test"]
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise WlmError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+def batchify(data: torch.Tensor, bsz: int) -> torch.Tensor:
+    """[N] ids -> [N // bsz, bsz]: ``bsz`` parallel streams, the tail that does not fit dropped."""
+    if bsz < 1:
+        raise WlmError(f"batch size must be at least 1, got {bsz}")
+    nbatch = data.size(0) // bsz
+    if nbatch < 2:
+        raise WlmError(f"{data.size(0)} tokens are too few for batch size {bsz}; use a smaller batch")
+    return data[: nbatch * bsz].view(bsz, -1).t().contiguous()
+
+
+def get_batch(source: torch.Tensor, i: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``source[i:i+L]`` and next-word targets, flattened; L is ``bptt`` or what is left."""
+    seq_len = min(bptt, len(source) - 1 - i)
+    return source[i : i + seq_len], source[i + 1 : i + 1 + seq_len].reshape(-1)

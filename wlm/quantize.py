@@ -1,0 +1,146 @@
+"""Dynamic quantization variants of a float model, and what they weigh.
+
+``QuantSpec`` says which parts to quantize and how; ``quantize`` builds a new model from it
+with ``torch.ao.quantization.quantize_dynamic`` and leaves the float model untouched.
+"""
+from __future__ import annotations
+
+import copy
+import io
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.ao import quantization as tq
+
+from .errors import WlmError
+from .model import LSTMModel
+
+DTYPES = ("qint8", "float16")
+PARTS = ("embedding", "lstm", "decoder")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    lstm: bool = False
+    linear: bool = False
+    embedding: bool = False
+    dtype: str = "qint8"  # for LSTM and Linear weights
+    per_channel: bool = False  # Linear only, qint8 only
+    embedding_bits: int = 8
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise WlmError(f"quantization dtype {self.dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+        if self.embedding_bits not in (8, 4):
+            raise WlmError(f"embedding bits must be 8 or 4, got {self.embedding_bits}")
+        if self.per_channel and self.dtype != "qint8":
+            raise WlmError("per-channel quantization needs dtype qint8; float16 weights have no scale to split per channel")
+
+    @property
+    def is_float(self) -> bool:
+        return not (self.lstm or self.linear or self.embedding)
+
+    @property
+    def label(self) -> str:
+        if self.is_float:
+            return "fp32"
+        for name, spec in PRESETS.items():
+            if spec == self:
+                return name
+        parts = [p for p, on in (("lstm", self.lstm), ("linear", self.linear)) if on]
+        text = "+".join(parts)
+        if parts:
+            text += f" {self.dtype}" + (" per-channel" if self.per_channel else "")
+        if self.embedding:
+            text += ("+" if parts else "") + f"emb{self.embedding_bits}"
+        return text
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, QuantSpec] = {
+    "fp32": QuantSpec(),
+    "tutorial": QuantSpec(lstm=True, linear=True),
+    "int8+emb8": QuantSpec(lstm=True, linear=True, embedding=True),
+    "int8+emb4": QuantSpec(lstm=True, linear=True, embedding=True, embedding_bits=4),
+    "float16": QuantSpec(lstm=True, linear=True, dtype="float16"),
+    "per-channel": QuantSpec(lstm=True, linear=True, per_channel=True),
+}
+
+
+def preset(name: str) -> QuantSpec:
+    if name not in PRESETS:
+        raise WlmError(f"unknown variant {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+class BagEmbedding(nn.Module):
+    """An embedding lookup done by ``nn.EmbeddingBag`` with one index per bag.
+
+    A 4-bit quantized ``nn.Embedding`` in torch 2.13 returns rows of width dim/4; the quantized
+    ``EmbeddingBag`` unpacks 4-bit rows correctly, so 4-bit embeddings go through this.
+    """
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        self.embedding_dim = embedding.embedding_dim
+        self.bag = nn.EmbeddingBag(embedding.num_embeddings, embedding.embedding_dim, mode="sum")
+        self.bag.weight = embedding.weight
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        flat = input.reshape(-1)
+        offsets = torch.arange(flat.numel(), dtype=torch.long)
+        return self.bag(flat, offsets).reshape(*input.shape, self.embedding_dim)
+
+
+def _weight_qconfig(spec: QuantSpec, module: str):
+    if spec.dtype == "float16":
+        return tq.float16_dynamic_qconfig
+    if spec.per_channel and module == "linear":
+        return tq.per_channel_dynamic_qconfig
+    return tq.default_dynamic_qconfig
+
+
+def quantize(model: LSTMModel, spec: QuantSpec) -> nn.Module:
+    """A dynamically quantized copy of ``model``; the float model itself when ``spec`` quantizes nothing."""
+    if spec.is_float:
+        return model
+    qmodel = copy.deepcopy(model).eval()
+    qconfig_spec: dict = {}
+    if spec.lstm:
+        qconfig_spec[nn.LSTM] = _weight_qconfig(spec, "lstm")
+    if spec.linear:
+        qconfig_spec[nn.Linear] = _weight_qconfig(spec, "linear")
+    if spec.embedding:
+        if spec.embedding_bits == 4:
+            qmodel.encoder = BagEmbedding(qmodel.encoder)
+            qconfig_spec[nn.EmbeddingBag] = tq.float_qparams_weight_only_qconfig_4bit
+        else:
+            qconfig_spec[nn.Embedding] = tq.float_qparams_weight_only_qconfig
+    return tq.quantize_dynamic(qmodel, qconfig_spec, inplace=True)
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: the tutorial's "Size", measured in memory."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def module_sizes(model: nn.Module) -> dict[str, int]:
+    """Serialized bytes of each part: embedding (encoder), lstm (rnn), decoder."""
+    return {part: state_dict_bytes(getattr(model, attr)) for part, attr in
+            (("embedding", "encoder"), ("lstm", "rnn"), ("decoder", "decoder"))}
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Weights in the model, counting quantized ones (which are not ``nn.Parameter``s)."""
+    total = 0
+    for value in model.state_dict().values():
+        if isinstance(value, torch.Tensor):
+            total += value.numel()
+        elif isinstance(value, tuple):
+            total += sum(v.numel() for v in value if isinstance(v, torch.Tensor))
+    return total
