@@ -1,1 +1,592 @@
-# placeholder until the app lands
+"""Dynamic quantization of an LSTM language model, interactively.
+
+Run with ``streamlit run streamlit_app.py``. This file only lays out controls and results: the
+measurements come from ``wlm`` and the charts from ``wlm.charts``. Loaded models and the corpus are
+shared by every session (``st.cache_resource``); measured results are reused (``st.cache_data``).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+import wlm  # noqa: F401  (quantization warning filters)
+from wlm import charts, explore
+from wlm.checkpoint import WEIGHTS_FILE, LoadedModel, default_model_path, load_model
+from wlm.compare import compare_variants
+from wlm.corpus import Corpus, Dictionary, resolve_data_dir
+from wlm.errors import WlmError
+from wlm.evaluate import num_threads
+from wlm.fidelity import compare_outputs, quantized_weights, weight_histogram, weight_sqnr
+from wlm.generate import MAX_WORDS, generate, generate_pair
+from wlm.quantize import PRESETS, QuantSpec, parameter_count, quantize
+
+SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
+CUSTOM = "custom"
+MAX_APP_WORDS = min(1000, MAX_WORDS)
+CPUS = os.cpu_count() or 1
+DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
+            "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
+
+
+# --- shared, cached resources ----------------------------------------------------------------
+
+@st.cache_resource(show_spinner="Reading the corpus…", max_entries=2)
+def load_corpus(path: str) -> Corpus:
+    return Corpus(path)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedModel:
+    """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given."""
+    if kind == "upload":
+        return explore.load_checkpoint_bytes(_data, location.split("|", 1)[0])
+    return load_model(None if kind == "bundled" else location)
+
+
+@st.cache_resource(show_spinner="Quantizing…", max_entries=3)
+def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
+    """The quantized copy of a source's model; float + 3 variants stay in memory at most."""
+    return quantize(_model, spec)
+
+
+@st.cache_resource
+def timing_lock() -> threading.Lock:
+    # torch's thread count is process-wide, and timings taken while another session computes are
+    # meaningless; speed measurements therefore run one at a time.
+    return threading.Lock()
+
+
+# --- measured results (reused across reruns and sessions) ------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def part_sizes(source_key: str, spec: QuantSpec, _float, _quant):
+    return explore.size_by_part({"float": _float, "quantized": _quant})
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def default_tokens(source_key: str, corpus_key: str, _model, _ids) -> int:
+    """Tokens that take the float model about 5 s here, split over float plus two variants."""
+    with timing_lock(), num_threads(1):
+        return explore.tokens_for_seconds(_model, _ids, 5.0 / 2.5)
+
+
+def _progress_bar(text: str):
+    bar = st.progress(0.0, text=text)
+    return bar, (lambda done, total: bar.progress(min(1.0, done / total), text=f"{text} {done:,}/{total:,} tokens"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def variant_table(source_key: str, corpus_key: str, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
+                  _model, _ids):
+    bar, report = _progress_bar("Evaluating")
+    with timing_lock():
+        table = compare_variants(_model, _ids, list(specs), max_tokens=tokens, threads=threads,
+                                 progress=lambda label, done, total: report(done, total))
+    bar.empty()
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sweep_table(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _model, _ids):
+    with st.spinner("Timing every thread count…"), timing_lock():
+        return explore.thread_sweep(_model, _ids, [PRESETS["fp32"], spec], list(range(1, CPUS + 1)), tokens)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def tradeoff_table(source_key: str, corpus_key: str, tokens: int, threads: int, _model, _ids):
+    bar, report = _progress_bar("Evaluating every preset")
+    with timing_lock():
+        table = compare_variants(_model, _ids, list(PRESETS), max_tokens=tokens, threads=threads,
+                                 progress=lambda label, done, total: report(done, total))
+    bar.empty()
+    return explore.with_delta_loss(table)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def fidelity_result(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _float, _quant, _ids):
+    bar, report = _progress_bar("Comparing outputs")
+    result = compare_outputs(_float, _quant, _ids, max_tokens=tokens, progress=report)
+    bar.empty()
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def next_words(source_key: str, spec: QuantSpec, prompt: str, k: int, _float, _quant, _dictionary):
+    return explore.compare_next_words(_float, _quant, _dictionary, prompt, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def surprisal(source_key: str, spec: QuantSpec, text: str, _float, _quant, _dictionary):
+    return explore.surprisal_pair(_float, _quant, _dictionary, text)
+
+
+@st.cache_data(show_spinner="Measuring every weight…", max_entries=16)
+def sqnr_table(source_key: str, spec: QuantSpec, _float, _quant):
+    return weight_sqnr(_float, _quant)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def histogram(source_key: str, spec: QuantSpec, name: str, _float, _quant):
+    return weight_histogram(_float, _quant, name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def paired_text(source_key: str, spec: QuantSpec, words: int, temperature: float, seed: int, prompt: str,
+                _float, _quant, _dictionary):
+    return generate_pair(_float, _quant, _dictionary, words=words, temperature=temperature, seed=seed, prompt=prompt)
+
+
+# --- the session's setup ---------------------------------------------------------------------
+
+@dataclass
+class Setup:
+    source_key: str
+    loaded: LoadedModel
+    spec: QuantSpec
+    quant: torch.nn.Module
+    dictionary: Dictionary | None
+    corpus: Corpus | None
+    corpus_key: str
+    test_ids: torch.Tensor | None
+    missing: str  # why corpus-based measurements are off ('' when they are on)
+    threads: int
+    seed: int
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+
+def _parse(key: str, raw: str):
+    default = DEFAULTS[key]
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def init_from_query_params() -> None:
+    """On a session's first run, widgets start from the link's query parameters (unknown or bad ones are ignored)."""
+    if "_initialised" in st.session_state:
+        return
+    st.session_state["_initialised"] = True
+    for key, default in DEFAULTS.items():
+        value = default
+        if key in st.query_params:
+            try:
+                value = _parse(key, st.query_params[key])
+            except ValueError:
+                value = default
+        st.session_state[key] = value
+    if st.session_state["src"] not in SOURCES:
+        st.session_state["src"] = "bundled"
+    if st.session_state["dtype"] not in ("qint8", "float16"):
+        st.session_state["dtype"] = "qint8"
+    if st.session_state["bits"] not in (8, 4):
+        st.session_state["bits"] = 8
+    st.session_state["threads"] = min(max(1, st.session_state["threads"]), CPUS)
+    if st.session_state["preset"] in PRESETS and "lstm" not in st.query_params:
+        apply_preset()  # a link that names a preset but no toggles means that preset
+    sync_preset()
+
+
+def spec_from_state() -> QuantSpec:
+    s = st.session_state
+    return QuantSpec(lstm=s["lstm"], linear=s["linear"], embedding=s["emb"], dtype=s["dtype"],
+                     per_channel=s["pc"] and s["dtype"] == "qint8", embedding_bits=s["bits"])
+
+
+def apply_preset() -> None:
+    name = st.session_state["preset"]
+    if name in PRESETS:
+        spec = PRESETS[name]
+        st.session_state.update(lstm=spec.lstm, linear=spec.linear, emb=spec.embedding, dtype=spec.dtype,
+                                pc=spec.per_channel, bits=spec.embedding_bits)
+
+
+def sync_preset() -> None:
+    if st.session_state["dtype"] != "qint8":
+        st.session_state["pc"] = False
+    spec = spec_from_state()
+    st.session_state["preset"] = next((n for n, p in PRESETS.items() if p == spec), CUSTOM)
+
+
+def sidebar() -> tuple[dict, QuantSpec]:
+    sb = st.sidebar
+    sb.header("Setup")
+    sb.radio("Model", list(SOURCES), format_func=SOURCES.get, key="src")
+    upload = None
+    if st.session_state["src"] == "path":
+        sb.text_input("Path of the tutorial's .pth (a state_dict)", key="pth")
+    elif st.session_state["src"] == "upload":
+        upload = sb.file_uploader("Checkpoint (.pth state_dict or .safetensors)", type=["pth", "pt", "safetensors"],
+                                  help="Read with torch.load(weights_only=True): files that hold code are refused.")
+    sb.subheader("Quantization")
+    sb.selectbox("Preset", list(PRESETS) + [CUSTOM], key="preset", on_change=apply_preset,
+                 help="'tutorial' is what the PyTorch tutorial does: int8 LSTM and Linear, float embedding.")
+    sb.toggle("LSTM", key="lstm", on_change=sync_preset)
+    sb.toggle("Linear (decoder)", key="linear", on_change=sync_preset)
+    sb.toggle("Embedding", key="emb", on_change=sync_preset)
+    sb.radio("Embedding bits", [8, 4], key="bits", horizontal=True, on_change=sync_preset,
+             disabled=not st.session_state["emb"])
+    sb.radio("LSTM / Linear weights", ["qint8", "float16"], key="dtype", horizontal=True, on_change=sync_preset)
+    sb.toggle("Per-channel (Linear, qint8)", key="pc", on_change=sync_preset,
+              disabled=st.session_state["dtype"] != "qint8")
+    sb.subheader("Run")
+    sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
+    sb.number_input("Seed", 0, 2**31 - 1, key="seed", step=1)
+    # A widget that was not drawn this run (the path box) has no state; fall back to its default.
+    config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
+    # The address bar mirrors the setup, so a copied link opens the same one.
+    st.query_params.from_dict({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
+                               if k != "pth" or config["src"] == "path"})
+    return {"upload": upload, **config}, spec_from_state()
+
+
+def corpus_panel() -> tuple[Corpus | None, str, str]:
+    """The corpus if one is found, its cache key, and otherwise what is missing and how to get it."""
+    path = resolve_data_dir()
+    if (path / "train.txt").is_file():
+        try:
+            corpus = load_corpus(str(path.resolve()))
+            st.sidebar.caption(f"Corpus: {path} ({len(corpus.dictionary):,} words, {len(corpus.test):,} test tokens)")
+            return corpus, str(path.resolve()), ""
+        except WlmError as exc:
+            st.sidebar.error(str(exc))
+            return None, "", f"The corpus in {path} cannot be read: {exc}"
+    missing = (f"No corpus found at {path}. Set WLM_DATA_DIR to a folder with Wikitext-2's train.txt, valid.txt "
+               "and test.txt, or put them in ./data/wikitext-2 (`python -m wlm download` fetches them).")
+    st.sidebar.warning(missing)
+    if st.sidebar.button("Download Wikitext-2", help="Needs a network connection"):
+        from wlm.download import download
+
+        try:
+            with st.spinner("Downloading Wikitext-2…"):
+                download(path, progress=False)
+            st.rerun()
+        except WlmError as exc:
+            st.sidebar.error(str(exc))
+    return None, "", missing
+
+
+def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
+    corpus, corpus_key, missing = corpus_panel()
+    kind = config["src"]
+    try:
+        if kind == "upload":
+            upload = config["upload"]
+            if upload is None:
+                st.info("Upload a checkpoint in the sidebar to begin.")
+                return None
+            key = f"{upload.name}|{upload.size}|{upload.file_id}"
+            loaded = load_source("upload", key, upload.getvalue())
+        elif kind == "path":
+            key = str(config["pth"]).strip()
+            loaded = load_source("path", key)
+        else:
+            if not (default_model_path() / WEIGHTS_FILE).is_file():
+                st.error(f"The bundled model is missing ({default_model_path()}). Choose a .pth file by path or "
+                         "upload one in the sidebar, or set WLM_MODEL to a model bundle.")
+                return None
+            key = str(default_model_path().resolve())
+            loaded = load_source("bundled", key)
+    except WlmError as exc:
+        st.error(str(exc))
+        return None
+    source_key = f"{kind}:{key}"
+    dictionary, test_ids = loaded.dictionary, None
+    if corpus is not None:
+        if dictionary is None and loaded.model.config.ntoken == len(corpus.dictionary):
+            dictionary = corpus.dictionary
+        if dictionary is not None and dictionary == corpus.dictionary:
+            test_ids = corpus.test
+        else:
+            missing = (f"The corpus in {corpus.path} does not match the model's vocabulary "
+                       f"({len(corpus.dictionary):,} vs {loaded.model.config.ntoken:,} words); use the corpus the "
+                       "model was trained on to measure loss and speed.")
+    if dictionary is None:
+        missing = missing or "This checkpoint has no vocabulary."
+        missing += " Text generation needs the vocabulary of the corpus the model was trained on."
+    quant = quantized_variant(source_key, spec, loaded.model)
+    return Setup(source_key, loaded, spec, quant, dictionary, corpus, corpus_key, test_ids, missing,
+                 config["threads"], config["seed"])
+
+
+def show(figure: charts.Figure) -> None:
+    st.altair_chart(figure.chart, width="stretch")
+    st.caption(f"**Takeaway:** {figure.takeaway}")
+
+
+def remembered_button(label: str, key: str, request) -> bool:
+    """True when the button was just pressed, or was pressed earlier for this same request."""
+    if st.button(label, key=key):
+        st.session_state[f"{key}_request"] = request
+    return st.session_state.get(f"{key}_request") == request
+
+
+def token_slider(label: str, total: int, default: int, key: str, help: str | None = None) -> int:
+    """A slider over a prefix of the test split, in steps of 100 tokens (of 1 for a tiny split)."""
+    step = 100 if total >= 1000 else 1
+    low = min(step, total - 1) if step > 1 else 2
+    return int(st.slider(label, low, total, max(low, min(default, total)), step, key=key, help=help))
+
+
+def need_corpus(setup: Setup) -> bool:
+    if setup.test_ids is None:
+        st.info(setup.missing)
+        return False
+    return True
+
+
+# --- sections --------------------------------------------------------------------------------
+
+def model_section(setup: Setup) -> None:
+    spec, model, quant = setup.spec, setup.model, setup.quant
+    st.caption(f"Source: {setup.loaded.source} · quantization: **{spec.label}**")
+    sizes = part_sizes(setup.source_key, spec, model, quant)
+    totals = sizes.groupby("model")["mb"].sum()
+    cols = st.columns(4)
+    cols[0].metric("Parameters", f"{parameter_count(model):,}")
+    cols[1].metric("Float size", f"{totals['float']:.2f} MB")
+    cols[2].metric("Quantized size", f"{totals['quantized']:.2f} MB",
+                   delta=f"{100 * (totals['quantized'] / totals['float'] - 1):+.0f} %", delta_color="inverse")
+    cols[3].metric("Ratio", f"×{totals['float'] / totals['quantized']:.2f}")
+    show(charts.size_chart(sizes))
+    table = sizes.pivot(index="part", columns="model", values="mb").loc[charts.PART_ORDER]
+    table.loc["total"] = table.sum()
+    st.dataframe(table.style.format(charts.format_mb))
+    left, right = st.columns(2)
+    with left.expander("Float architecture"):
+        st.code(str(model), language="text")
+    with right.expander("Quantized architecture"):
+        st.code(str(quant), language="text")
+    file_name = f"wlm-{spec.label.replace(' ', '-').replace('+', '_')}.pt"
+    st.download_button("Download the quantized model", data=lambda: explore.quantized_bytes(quant),
+                       file_name=file_name, mime="application/octet-stream", on_click="ignore",
+                       help="torch.save of its state_dict (LSTM weights as plain tensors)")
+    st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
+    st.code(explore.load_note(model.config, spec, file_name), language="python")
+
+
+def _markdown_word(word: str) -> str:
+    if word == "<eos>":
+        return "  \n"
+    escaped = "".join("\\" + c if c in "\\`*_[]<>#|~$" else c for c in word)
+    return escaped + " "
+
+
+def generate_section(setup: Setup) -> None:
+    if setup.dictionary is None:
+        st.info(setup.missing)
+        return
+    c1, c2, c3 = st.columns([2, 1, 3])
+    temperature = c1.slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature")
+    words = c2.number_input("Words", 1, MAX_APP_WORDS, 100, key="gen_words")
+    prompt = c3.text_input("Prompt (optional)", key="gen_prompt")
+    st.caption(f"Seed {setup.seed} (sidebar). Both models draw the same random numbers.")
+    unknown = [w for w in prompt.split() if w not in setup.dictionary.word2idx]
+    if unknown:
+        st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
+    request = (setup.source_key, setup.spec, int(words), float(temperature), setup.seed, prompt)
+    pressed = st.button("Generate", key="gen_go", type="primary")
+    left, right = st.columns(2)
+    left.markdown("**float**")
+    right.markdown(f"**quantized ({setup.spec.label})**")
+    float_box, quant_box = left.empty(), right.empty()
+    try:
+        if pressed:
+            # Stream each model's words as they come; the finished pair is then shown with its divergence.
+            kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
+            for box, model in ((float_box, setup.model), (quant_box, setup.quant)):
+                with box.container():
+                    st.write_stream(_markdown_word(w) for w in generate(model, setup.dictionary, **kwargs))
+            st.session_state["gen_request"] = request
+        if st.session_state.get("gen_request") != request:
+            return
+        pair = paired_text(*request, setup.model, setup.quant, setup.dictionary)
+    except WlmError as exc:
+        st.error(str(exc))
+        return
+    float_box.markdown(charts.paired_html(pair.float_words, pair.first_difference), unsafe_allow_html=True)
+    quant_box.markdown(charts.paired_html(pair.quant_words, pair.first_difference), unsafe_allow_html=True)
+    st.session_state["gen_result"] = {"float": pair.float_words, "quantized": pair.quant_words,
+                                      "first_difference": pair.first_difference}
+    st.caption(f"**Takeaway:** {charts.divergence_takeaway(len(pair.float_words), pair.first_difference)}")
+
+
+def _selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:
+    specs = [PRESETS[n] for n in names]
+    if not setup.spec.is_float and setup.spec not in specs:
+        specs.insert(0, setup.spec)
+    return tuple(specs)
+
+
+def speed_section(setup: Setup) -> None:
+    if not need_corpus(setup):
+        return
+    default = default_tokens(setup.source_key, setup.corpus_key, setup.model, setup.test_ids)
+    tokens = token_slider("Test tokens to evaluate", len(setup.test_ids), default, "speed_tokens",
+                          help="The default takes about 5 s here for float and two variants.")
+    names = st.multiselect("Variants (the sidebar's setup is always included)", [n for n in PRESETS if n != "fp32"],
+                           default=["tutorial"], key="speed_variants")
+    specs = _selected_specs(setup, names)
+    request = (setup.source_key, setup.corpus_key, specs, int(tokens), setup.threads)
+    if remembered_button("Run evaluation", "speed_go", request):
+        table = variant_table(*request, setup.model, setup.test_ids)
+        st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",
+                                         "tokens_per_s": "{:,.0f}", "speedup": "{:.2f}×"}),
+                     hide_index=True)
+        a, b = st.columns(2)
+        with a:
+            show(charts.variants_size_chart(table))
+        with b:
+            show(charts.throughput_chart(table))
+    st.subheader("Threads")
+    sweep_spec = setup.spec if not setup.spec.is_float else PRESETS["tutorial"]
+    sweep_tokens = max(min(len(setup.test_ids), 100), int(tokens) // 4)
+    st.caption(f"Float vs {sweep_spec.label} at 1 … {CPUS} threads on {sweep_tokens:,} tokens.")
+    sweep_request = (setup.source_key, setup.corpus_key, sweep_spec, sweep_tokens)
+    if remembered_button("Sweep threads", "sweep_go", sweep_request):
+        show(charts.thread_chart(sweep_table(*sweep_request, setup.model, setup.test_ids)))
+
+
+def _default_prompt(dictionary: Dictionary) -> str:
+    wanted = "the history of the"
+    return wanted if all(w in dictionary.word2idx for w in wanted.split()) else dictionary.idx2word[0]
+
+
+def fidelity_section(setup: Setup) -> None:
+    if setup.spec.is_float:
+        st.info("Nothing is quantized: switch on LSTM, Linear or Embedding in the sidebar to compare.")
+        return
+    args = (setup.model, setup.quant)
+    if setup.dictionary is not None:
+        st.subheader("Next word")
+        c1, c2 = st.columns([3, 1])
+        prompt = c1.text_input("Prompt", _default_prompt(setup.dictionary), key="fid_prompt")
+        k = c2.slider("Top k", 3, 20, 8, key="fid_k")
+        try:
+            show(charts.next_word_chart(next_words(setup.source_key, setup.spec, prompt, k, *args, setup.dictionary)))
+        except WlmError as exc:
+            st.error(str(exc))
+    else:
+        st.info(setup.missing)
+
+    st.subheader("Output agreement")
+    if need_corpus(setup):
+        tokens = token_slider("Test tokens", len(setup.test_ids), 2000, "fid_tokens")
+        request = (setup.source_key, setup.corpus_key, setup.spec, int(tokens))
+        if remembered_button("Compare outputs", "kl_go", request):
+            result = fidelity_result(*request, *args, setup.test_ids)
+            c = st.columns(4)
+            c[0].metric("Top-1 agreement", f"{result.top1_agreement:.2%}")
+            c[1].metric("Mean KL (nats)", f"{result.kl_mean:.2g}")
+            c[2].metric("p99 KL", f"{result.kl_p99:.2g}")
+            c[3].metric("Δ loss", f"{result.delta_loss:+.4f}")
+            show(charts.kl_chart(result))
+
+    st.subheader("Weights")
+    if remembered_button("Measure weight error", "sqnr_go", (setup.source_key, setup.spec)):
+        show(charts.sqnr_chart(sqnr_table(setup.source_key, setup.spec, *args)))
+        names = list(quantized_weights(setup.quant))
+        if names:
+            name = st.selectbox("Weight for the histogram", names, key="hist_name")
+            show(charts.histogram_chart(histogram(setup.source_key, setup.spec, name, *args)))
+
+    st.subheader("How surprised is each model?")
+    if setup.dictionary is not None:
+        text = st.text_area("Paste any text", "the cat sat on the mat and the dog ran", key="sur_text")
+        try:
+            table = surprisal(setup.source_key, setup.spec, text, *args, setup.dictionary)
+            st.markdown(charts.surprisal_html(table), unsafe_allow_html=True)
+            st.caption(f"**Takeaway:** {charts.surprisal_takeaway(table)} Darker = more surprised (per-word loss).")
+        except WlmError as exc:
+            st.error(str(exc))
+
+    st.subheader("Which variant to pick")
+    if need_corpus(setup):
+        tokens = st.session_state.get("speed_tokens") or min(1000, len(setup.test_ids))
+        st.caption(f"Every preset on {tokens:,} test tokens (the Speed & accuracy slider), {setup.threads} thread(s).")
+        request = (setup.source_key, setup.corpus_key, int(tokens), setup.threads)
+        if remembered_button("Measure all presets", "trade_go", request):
+            show(charts.tradeoff_chart(tradeoff_table(*request, setup.model, setup.test_ids)))
+
+
+def walkthrough_section(setup: Setup) -> None:
+    st.markdown("The steps of PyTorch's dynamic quantization tutorial, one at a time, on the model loaded now.")
+    config = setup.model.config
+    steps = [
+        ("1. Define the model", "An embedding turns each word id into a vector, a stack of LSTM layers reads the "
+         f"words in order, and a linear layer scores every word of the vocabulary as the next one. Here: "
+         f"{config.ntoken:,} words, {config.ninp}-wide embedding, {config.nlayers} LSTM layers of {config.nhid}."),
+        ("2. Load the data", "Wikitext-2, split into words; each line ends with an end-of-line token."),
+        ("3. Load the pretrained weights", f"Weights come from {setup.loaded.source}."),
+        ("4. Generate text", "Feed a word, sample the next from the predicted distribution, repeat."),
+        ("5. Quantize", "Dynamic quantization stores weights as 8-bit integers and quantizes activations on the "
+         "fly; only the layers chosen in the sidebar change."),
+        ("6. Compare size", "The saved state_dict before and after."),
+        ("7. Compare speed and loss", "Both models score the same test tokens; the tutorial uses one thread."),
+    ]
+    for index, (title, text) in enumerate(steps):
+        with st.container(border=True):
+            st.markdown(f"**{title}**  \n{text}")
+            if not st.button("Run this step", key=f"walk_{index}") and not st.session_state.get(f"walk_done_{index}"):
+                continue
+            st.session_state[f"walk_done_{index}"] = True
+            if index == 0:
+                st.write(f"{parameter_count(setup.model):,} parameters.")
+                st.code(str(setup.model), language="text")
+            elif index == 1:
+                if setup.corpus is None:
+                    st.info(setup.missing)
+                else:
+                    c = setup.corpus
+                    st.write(f"{len(c.dictionary):,} distinct words; {len(c.train):,} training, {len(c.valid):,} "
+                             f"validation and {len(c.test):,} test tokens.")
+            elif index == 2:
+                card = setup.loaded.card or {}
+                st.write({k: v for k, v in card.items() if k not in ("weights_sha256",)} or "No model card.")
+            elif index == 3:
+                if setup.dictionary is None:
+                    st.info(setup.missing)
+                else:
+                    words = list(generate(setup.model, setup.dictionary, words=40, temperature=1.0, seed=setup.seed))
+                    st.markdown(charts.paired_html(words, None), unsafe_allow_html=True)
+            elif index == 4:
+                st.code(str(setup.quant), language="text")
+            elif index == 5:
+                sizes = part_sizes(setup.source_key, setup.spec, setup.model, setup.quant)
+                show(charts.size_chart(sizes))
+            elif index == 6 and need_corpus(setup):
+                tokens = min(500, len(setup.test_ids))
+                request = (setup.source_key, setup.corpus_key, _selected_specs(setup, []), tokens, 1)
+                table = variant_table(*request, setup.model, setup.test_ids)
+                st.dataframe(table, hide_index=True)
+                show(charts.throughput_chart(table))
+
+
+def main() -> None:
+    st.set_page_config(page_title="Quantizing an LSTM language model", page_icon="🧮", layout="wide")
+    init_from_query_params()
+    st.title("Dynamic quantization of an LSTM language model")
+    config, spec = sidebar()
+    setup = resolve_setup(config, spec)
+    if setup is None:
+        return
+    tabs = st.tabs(["Model", "Generate", "Speed & accuracy", "Fidelity", "Walkthrough"])
+    for tab, section in zip(tabs, (model_section, generate_section, speed_section, fidelity_section,
+                                   walkthrough_section)):
+        with tab:
+            try:
+                section(setup)
+            except WlmError as exc:
+                st.error(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,25 +3,10 @@ import time
 import pytest
 import torch
 
-from wlm.corpus import Corpus, Dictionary, batchify, get_batch
+from wlm.corpus import Corpus, Dictionary, batchify, get_batch, reference_ids
 from wlm.errors import WlmError
 
 from conftest import TINY_TEXT, write_corpus
-
-
-def reference_ids(path):
-    """The tutorial's two-pass algorithm, written out plainly: the definition our fast reader must match."""
-    dictionary = Dictionary()
-    splits = []
-    for split in ("train", "valid", "test"):
-        with open(path / f"{split}.txt", encoding="utf8") as f:
-            for line in f:
-                for word in line.split() + ["<eos>"]:
-                    dictionary.add_word(word)
-        with open(path / f"{split}.txt", encoding="utf8") as f:
-            ids = [dictionary.word2idx[w] for line in f for w in line.split() + ["<eos>"]]
-        splits.append(torch.tensor(ids, dtype=torch.int64))
-    return dictionary, splits
 
 
 def test_tiny_ids_match_reference(tiny_dir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
 import zipfile
@@ -127,10 +128,15 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
     return LoadedModel(model, str(path), dictionary, card)
 
 
+def default_model_path() -> Path:
+    """The bundle used when no checkpoint is given: $WLM_MODEL if set, else the one shipped in assets/."""
+    return Path(os.environ.get("WLM_MODEL") or BUNDLED_MODEL)
+
+
 def load_model(path: str | Path | None = None) -> LoadedModel:
-    """The bundled model when ``path`` is None; else a bundle folder, a .safetensors file or a .pth state_dict."""
+    """The default bundle when ``path`` is None; else a bundle folder, a .safetensors file or a .pth state_dict."""
     if path is None:
-        return load_bundle(BUNDLED_MODEL)
+        return load_bundle(default_model_path())
     path = Path(path)
     if path.is_dir():
         return load_bundle(path)
@@ -179,8 +185,8 @@ def open_model(checkpoint: str | Path | None = None, *, random_init: bool = Fals
         if corpus is None:
             raise WlmError("--random-init takes its vocabulary from the corpus; pass --data DIR or set WLM_DATA_DIR")
         return LoadedModel(random_model(len(corpus.dictionary), seed), f"random init (seed {seed})", corpus.dictionary)
-    if checkpoint is None and not (BUNDLED_MODEL / WEIGHTS_FILE).is_file():
-        raise WlmError(f"the bundled model is missing ({BUNDLED_MODEL}); pass --checkpoint FILE or --random-init")
+    if checkpoint is None and not (default_model_path() / WEIGHTS_FILE).is_file():
+        raise WlmError(f"the bundled model is missing ({default_model_path()}); pass --checkpoint FILE or --random-init")
     loaded = load_model(checkpoint)
     if corpus is not None:
         check_vocab(loaded.model, len(corpus.dictionary), f"the corpus in {corpus.path}")

@@ -70,8 +70,12 @@ def _print_table(table, fmt: str) -> None:
 
 def cmd_compare(args) -> None:
     from .compare import compare_variants, parse_variants
+    from .onnx_engine import parse_engines, require_onnxruntime
 
     variants = parse_variants(args.variants)
+    engines = parse_engines(args.engines)
+    if "onnxruntime" in engines:
+        require_onnxruntime()  # before the slow corpus load
     corpus = _corpus(args)
     loaded = _model(args, corpus)
     bars: dict = {}
@@ -89,7 +93,7 @@ def cmd_compare(args) -> None:
     if note:
         _log(note)
     table = compare_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
-                             threads=args.threads, progress=progress)
+                             threads=args.threads, engines=engines, progress=progress)
     for bar, _ in bars.values():
         bar.close()
     _print_table(table, args.format)
@@ -172,6 +176,24 @@ def cmd_fidelity(args) -> None:
         print(sqnr.to_markdown(index=False, floatfmt=".1f"))
 
 
+def cmd_corpus(args) -> None:
+    from .corpus import Corpus, reference_ids, resolve_data_dir
+
+    path = resolve_data_dir(args.data)
+    start = time.perf_counter()
+    corpus = Corpus(path)
+    ours = time.perf_counter() - start
+    row = {"path": str(path), "vocab": len(corpus.dictionary), "train_tokens": len(corpus.train),
+           "valid_tokens": len(corpus.valid), "test_tokens": len(corpus.test), "load_seconds": round(ours, 3)}
+    if args.reference:
+        start = time.perf_counter()
+        dictionary, splits = reference_ids(path)
+        row["reference_loop_seconds"] = round(time.perf_counter() - start, 3)
+        row["same_ids"] = dictionary == corpus.dictionary and all(
+            a.equal(b) for a, b in zip(splits, (corpus.train, corpus.valid, corpus.test)))
+    print(json.dumps(row, indent=2))
+
+
 def cmd_download(args) -> None:
     from .download import download
 
@@ -231,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true", help="tutorial architecture with random weights")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-init")
     p.add_argument("--variants", default="tutorial", help=f"comma-separated, or 'all' (from: {variants})")
+    p.add_argument("--engines", default="torch", help="comma-separated: torch, onnxruntime (ONNX Runtime's fp32 "
+                                                        "and int8 rows; the export is cached in $WLM_CACHE_DIR, "
+                                                        "default ~/.cache/wlm)")
     p.add_argument("--max-tokens", type=int, help="evaluate this many test tokens (default: the whole split)")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.set_defaults(func=cmd_compare)
@@ -258,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=5000)
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_fidelity)
+
+    p = sub.add_parser("corpus", help="corpus statistics and load time")
+    add_data(p)
+    p.add_argument("--reference", action="store_true", help="also time the tutorial's plain loop and check the ids match")
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("download", help="fetch Wikitext-2 into ./data/wikitext-2")
     p.add_argument("--dest", default="data/wikitext-2")

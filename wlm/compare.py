@@ -1,16 +1,23 @@
-"""The tutorial's comparison table: size, loss and speed of float and quantized variants."""
+"""The tutorial's comparison table: size, loss and speed of float and quantized variants.
+
+With more than one engine the rows gain an ``engine`` column: PyTorch's variants, then ONNX Runtime's
+float export and its int8 ``quantize_dynamic`` model, all on the same tokens with the same thread count.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 from .evaluate import evaluate, num_threads
+from .onnx_engine import ORT_VARIANTS, onnx_files, onnx_model, parse_engines
 from .quantize import PRESETS, QuantSpec, preset, quantize, state_dict_bytes
 
 COLUMNS = ["variant", "size_mb", "loss", "ppl", "seconds", "tokens_per_s", "speedup"]
+ENGINE_COLUMNS = ["variant", "engine", *COLUMNS[1:]]  # when the table holds more than PyTorch's rows
 
 
 def parse_variants(text: str | None) -> list[str]:
@@ -30,21 +37,40 @@ def compare_variants(
     *,
     max_tokens: int | None = None,
     threads: int | None = 1,
+    engines: Sequence[str] = ("torch",),
+    cache_dir: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """One row per variant (fp32 first), each evaluated on the same tokens with the same thread count."""
+    """One row per variant (fp32 first), each evaluated on the same tokens with the same thread count.
+
+    ``engines`` may add ``onnxruntime``: its fp32 and int8 rows follow PyTorch's, with size being the
+    ONNX file's bytes. Speedup is relative to the first row. With PyTorch alone there is no engine column.
+    """
+    engines = parse_engines(",".join(engines))
     specs: dict[str, QuantSpec] = {"fp32": PRESETS["fp32"]}
     for v in variants:
         spec = preset(v) if isinstance(v, str) else v
         specs.setdefault(spec.label, spec)
+    if "onnxruntime" in engines:
+        onnx_files(model, cache_dir)  # export once up front, so it is never part of a timing
     rows = []
     with num_threads(threads):
-        for label, spec in specs.items():
-            variant = quantize(model, spec)
-            report = (lambda done, total, label=label: progress(label, done, total)) if progress else None
-            result = evaluate(variant, data, max_tokens=max_tokens, progress=report)
-            rows.append({"variant": label, "size_mb": state_dict_bytes(variant) / 1e6, "loss": result.loss,
-                         "ppl": result.perplexity, "seconds": result.seconds, "tokens_per_s": result.tokens_per_s})
+        for engine in engines:
+            labels = list(specs) if engine == "torch" else list(ORT_VARIANTS)
+            for label in labels:
+                if engine == "torch":
+                    variant = quantize(model, specs[label])
+                    size = state_dict_bytes(variant)
+                    name = label
+                else:
+                    variant = onnx_model(model, label, threads=threads, cache_dir=cache_dir)
+                    size = variant.size_bytes
+                    name = f"{engine} {label}"
+                report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
+                result = evaluate(variant, data, max_tokens=max_tokens, progress=report)
+                rows.append({"variant": label, "engine": engine, "size_mb": size / 1e6, "loss": result.loss,
+                             "ppl": result.perplexity, "seconds": result.seconds,
+                             "tokens_per_s": result.tokens_per_s})
     table = pd.DataFrame(rows)
     table["speedup"] = table["tokens_per_s"] / table.loc[0, "tokens_per_s"]
-    return table[COLUMNS]
+    return table[COLUMNS if engines == ["torch"] else ENGINE_COLUMNS]

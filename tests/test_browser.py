@@ -1,0 +1,109 @@
+"""The app in a real browser: `streamlit run` on localhost, driven by Playwright with the system Chromium.
+
+Needs Debian's `chromium` package and the `playwright` Python package (.ci/run installs both).
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, write_corpus
+from wlm.checkpoint import save_bundle
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # reported by the test itself
+    sync_playwright = None
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = REPO / "artifacts" / "browser"
+TIMEOUT_MS = 90_000
+
+
+def _need(condition: bool, what: str) -> None:
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide {what}")
+        pytest.skip(f"{what} is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_app(trained_tiny, tmp_path):
+    model, corpus = trained_tiny
+    save_bundle(model, corpus.dictionary, tmp_path / "bundle", {"name": "tiny test model"}, dtype=torch.float32)
+    env = {**os.environ, "WLM_MODEL": str(tmp_path / "bundle"), "WLM_DATA_DIR": str(write_corpus(tmp_path / "data"))}
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
+    _need(Path(CHROMIUM).is_file(), f"Debian's chromium ({CHROMIUM})")
+    _need(sync_playwright is not None, "the playwright Python package")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(served_app)
+            # The size chart draws, with its takeaway for the tutorial's setup (embedding left in float).
+            page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").first.wait_for()
+            page.get_by_text("so it caps the saving").wait_for()
+            # Quantize the embedding too: the size table and takeaway follow, and the link records it.
+            page.locator("[data-testid='stSidebar']").get_by_text("Embedding", exact=True).click()
+            page.get_by_text("quantizing the embedding took it from").wait_for()
+            page.wait_for_function("() => window.location.search.includes('emb=true')")
+            assert "preset=int8%2Bemb8" in page.url or "preset=int8+emb8" in page.url
+            page.screenshot(path=str(SHOTS / "model.png"), full_page=True)
+            # Generate text from both models.
+            page.get_by_role("tab", name="Generate").click()
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.get_by_text("from the same seed").or_(page.get_by_text("then part ways")).first.wait_for()
+            panel = page.get_by_role("tabpanel").filter(has_text="quantized (int8+emb8)")
+            text = panel.inner_text()
+            words = [w for w in text.split() if w in {"the", "cat", "dog", "sat", "on", "mat", "log", "a", "ran"}]
+            assert len(words) >= 20, text[:500]
+            page.screenshot(path=str(SHOTS / "generate.png"), full_page=True)
+        finally:
+            browser.close()

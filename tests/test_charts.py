@@ -1,0 +1,176 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_model
+from wlm import charts
+from wlm.compare import compare_variants
+from wlm.explore import compare_next_words, size_by_part, surprisal_pair, thread_sweep, with_delta_loss
+from wlm.fidelity import FidelityResult, compare_outputs, weight_histogram, weight_sqnr
+from wlm.quantize import PRESETS, quantize
+
+
+def _sizes(float_parts, quant_parts):
+    rows = []
+    for model, parts in (("float", float_parts), ("quantized", quant_parts)):
+        total = sum(parts.values())
+        rows += [{"model": model, "part": p, "bytes": b * 1e6, "mb": b, "share": b / total} for p, b in parts.items()]
+    return pd.DataFrame(rows)
+
+
+def _valid(figure: charts.Figure) -> dict:
+    spec = figure.chart.to_dict()  # Altair validates the spec against the Vega-Lite schema here
+    assert figure.takeaway and figure.takeaway.endswith(".")
+    return spec
+
+
+def test_size_takeaway_names_the_float_embedding_share():
+    sizes = _sizes({"embedding": 68.0, "lstm": 8.0, "decoder": 34.0}, {"embedding": 68.0, "lstm": 2.0, "decoder": 8.5})
+    text = charts.size_takeaway(sizes)
+    assert "78.5 MB vs 110.0 MB" in text
+    assert "29 % smaller" in text  # 1 - 78.5 / 110
+    assert "87 % of the quantized model" in text  # 68 / 78.5
+    _valid(charts.size_chart(sizes))
+
+
+def test_size_takeaway_when_the_embedding_is_quantized_or_nothing_is():
+    sizes = _sizes({"embedding": 68.0, "lstm": 8.0, "decoder": 34.0}, {"embedding": 17.5, "lstm": 2.0, "decoder": 8.5})
+    assert "from 68.0 MB to 17.5 MB" in charts.size_takeaway(sizes)
+    same = _sizes({"embedding": 1.0, "lstm": 1.0, "decoder": 1.0}, {"embedding": 1.0, "lstm": 1.0, "decoder": 1.0})
+    assert charts.size_takeaway(same).startswith("Nothing is quantized")
+
+
+def test_size_chart_from_real_models_stacks_three_parts():
+    model = tiny_model(300)
+    sizes = size_by_part({"float": model, "quantized": quantize(model, PRESETS["tutorial"])})
+    spec = _valid(charts.size_chart(sizes))
+    assert spec["mark"]["type"] == "bar"
+    assert "kB" in charts.size_chart(sizes).takeaway  # tiny models are shown in kB, not "0.0 MB"
+
+
+def _table():
+    return pd.DataFrame({"variant": ["fp32", "tutorial", "int8+emb4"], "size_mb": [110.0, 78.0, 20.0],
+                         "loss": [5.0, 5.004, 5.05], "ppl": [148.4, 149.0, 156.0], "seconds": [4.0, 2.0, 2.2],
+                         "tokens_per_s": [1000.0, 2000.0, 1800.0], "speedup": [1.0, 2.0, 1.8]})
+
+
+def test_variant_charts_name_the_smallest_and_the_fastest():
+    assert charts.variants_size_chart(_table()).takeaway == \
+        "Smallest: int8+emb4 at 20.0 MB, 82 % less than float's 110.0 MB."
+    assert charts.throughput_chart(_table()).takeaway == "Fastest: tutorial at 2,000 tok/s, 2.00× float."
+    slow = _table().assign(tokens_per_s=[3000.0, 2000.0, 1800.0])
+    assert charts.throughput_chart(slow).takeaway.startswith("No variant beats float")
+    _valid(charts.variants_size_chart(_table()))
+    _valid(charts.throughput_chart(_table()))
+
+
+def test_tradeoff_picks_the_smallest_variant_within_tolerance():
+    table = with_delta_loss(_table())
+    figure = charts.tradeoff_chart(table)
+    _valid(figure)
+    assert figure.takeaway.startswith("Pick tutorial: 78.0 MB")  # int8+emb4 costs 0.05 nats, over 0.01
+    assert charts.tradeoff_takeaway(table, tolerance=0.1).startswith("Pick int8+emb4: 20.0 MB (18 % of float)")
+    assert charts.tradeoff_takeaway(table, tolerance=0.001).startswith("Every variant costs more")
+
+
+def test_thread_chart_reports_the_peak_and_its_gain():
+    sweep = pd.DataFrame({"variant": ["fp32", "fp32", "tutorial", "tutorial"], "threads": [1, 2, 1, 2],
+                          "tokens_per_s": [1000.0, 900.0, 2000.0, 3000.0], "seconds": [1, 1, 1, 1], "loss": [5] * 4})
+    figure = charts.thread_chart(sweep)
+    _valid(figure)
+    assert "fp32 gains nothing from more threads (1,000 tok/s)" in figure.takeaway
+    assert "tutorial peaks at 2 threads (3,000 tok/s, ×1.50 over 1)" in figure.takeaway
+
+
+def test_thread_chart_on_a_measured_sweep(tiny_corpus):
+    model = tiny_model(len(tiny_corpus.dictionary))
+    sweep = thread_sweep(model, tiny_corpus.test, [PRESETS["fp32"]], [1, 2], max_tokens=40)
+    spec = _valid(charts.thread_chart(sweep))
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["threads"] for r in rows] == [1, 2]
+    assert charts.thread_chart(sweep).takeaway.startswith("fp32 ")
+
+
+def test_next_word_chart_says_whether_the_models_agree(trained_tiny):
+    model, corpus = trained_tiny
+    same = charts.next_word_chart(compare_next_words(model, model, corpus.dictionary, "the", 5))
+    _valid(same)
+    assert same.takeaway.startswith("Both models put") and "more than 0.0%" in same.takeaway
+    other = tiny_model(len(corpus.dictionary), seed=7)
+    table = compare_next_words(model, other, corpus.dictionary, "the", 5)
+    first = table[table["rank"] == 1].set_index("model")["word"]
+    text = charts.next_word_chart(table).takeaway
+    assert text.startswith("The models disagree" if first["float"] != first["quantized"] else "Both models put")
+
+
+def test_kl_chart_takeaway_counts_agreeing_tokens():
+    kl = np.array([0.0, 1e-4, 1e-3, 0.5])
+    result = FidelityResult(tokens=4, kl_mean=float(kl.mean()), kl_median=float(np.median(kl)), kl_p99=0.49,
+                            kl_max=0.5, top1_agreement=0.75, loss_float=5.0, loss_quant=5.01, delta_loss=0.01, kl=kl)
+    figure = charts.kl_chart(result)
+    _valid(figure)
+    assert figure.takeaway.startswith("Top-1 agreement 75.0% (3 of 4 tokens)")
+    assert "+0.0100" in figure.takeaway
+
+
+def test_fidelity_charts_on_a_quantized_model(tiny_corpus):
+    model = tiny_model(len(tiny_corpus.dictionary))
+    quant = quantize(model, PRESETS["tutorial"])
+    result = compare_outputs(model, quant, tiny_corpus.test, max_tokens=50)
+    _valid(charts.kl_chart(result))
+    sqnr = weight_sqnr(model, quant)
+    figure = charts.sqnr_chart(sqnr)
+    _valid(figure)
+    worst = sqnr.loc[sqnr["sqnr_db"].idxmin()]
+    assert f"{worst['sqnr_db']:.1f} dB" in figure.takeaway
+    hist = weight_histogram(model, quant, "rnn.weight_hh_l0")
+    figure = charts.histogram_chart(hist)
+    spec = _valid(figure)
+    assert len(spec["layer"]) == 2  # bars and the grid's rules
+    assert f"Grid step {hist.scale:.2g}" in figure.takeaway
+    assert charts.histogram_chart(hist, max_levels=3).takeaway.count("too dense") == 1
+
+
+def test_histogram_without_a_grid_says_so():
+    model = tiny_model(50)
+    quant = quantize(model, PRESETS["float16"])
+    figure = charts.histogram_chart(weight_histogram(model, quant, "decoder.weight"))
+    _valid(figure)
+    assert figure.takeaway.startswith("No single per-tensor grid")
+
+
+def test_paired_html_escapes_words_breaks_lines_and_marks_the_divergence():
+    html = charts.paired_html(["<b>", "a", "<eos>", "b", "c"], first_difference=3)
+    assert "&lt;b&gt;" in html and "<b>" not in html.replace("<br>", "")
+    assert "a<br>" in html
+    assert "<mark" in html and html.index("<mark") < html.index(">b<")
+    assert "<mark" not in charts.paired_html(["a", "b"], None)
+    assert charts.divergence_takeaway(10, None).startswith("Float and quantized wrote the same 10 words")
+    assert "at word 4" in charts.divergence_takeaway(10, 3)
+
+
+def test_surprisal_html_and_takeaway(trained_tiny):
+    model, corpus = trained_tiny
+    quant = quantize(model, PRESETS["tutorial"])
+    table = surprisal_pair(model, quant, corpus.dictionary, "the zebra <script> cat")
+    html = charts.surprisal_html(table)
+    assert "&lt;script&gt;?" in html and "<script>" not in html
+    assert html.count("dashed") == 2  # one unknown word, in both rows
+    text = charts.surprisal_takeaway(table)
+    known = table[~table["unknown"]]
+    worst = known.loc[known["loss_float"].idxmax()]
+    assert f"{worst['word']!r} ({worst['loss_float']:.1f} nats float" in text
+    assert "1 unknown word (outlined)" in text
+
+
+def test_measured_variant_table_feeds_both_charts(tiny_corpus):
+    model = tiny_model(len(tiny_corpus.dictionary))
+    table = compare_variants(model, tiny_corpus.test, ["tutorial", "int8+emb4"], max_tokens=40)
+    for builder in (charts.variants_size_chart, charts.throughput_chart):
+        _valid(builder(table))
+    assert "int8+emb4" in charts.variants_size_chart(table).takeaway
+
+
+@pytest.mark.parametrize("value, text", [(0.5, "500 kB"), (12.34, "12.3 MB")])
+def test_sizes_print_in_readable_units(value, text):
+    assert charts.format_mb(value) == text

@@ -1,0 +1,305 @@
+"""Altair charts for the demo, each with a one-line takeaway computed from the numbers it shows.
+
+A student should be able to read the point of a chart from its takeaway alone, so every builder
+returns both (``Figure``). The inputs are the DataFrames and results that ``wlm`` functions return.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .fidelity import FidelityResult, WeightHistogram
+
+PART_ORDER = ["embedding", "lstm", "decoder"]
+MODEL_COLORS = alt.Scale(domain=["float", "quantized"], range=["#4c78a8", "#f58518"])
+
+
+@dataclass(frozen=True)
+class Figure:
+    chart: alt.TopLevelMixin
+    takeaway: str
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def format_mb(x: float) -> str:
+    """Megabytes as '12.3 MB', or as '512 kB' below one MB (tiny models)."""
+    return f"{x:.1f} MB" if x >= 1 else f"{x * 1000:.0f} kB"
+
+
+# --- Model ------------------------------------------------------------------------------------
+
+def size_takeaway(sizes: pd.DataFrame) -> str:
+    """From ``explore.size_by_part`` with models 'float' and 'quantized'."""
+    by = sizes.pivot(index="part", columns="model", values="mb")
+    total_f, total_q = by["float"].sum(), by["quantized"].sum()
+    emb_f, emb_q = by.loc["embedding", "float"], by.loc["embedding", "quantized"]
+    if math.isclose(total_f, total_q, rel_tol=1e-3):
+        return (f"Nothing is quantized: both models weigh {format_mb(total_f)}. "
+                "Switch on LSTM or Linear in the sidebar.")
+    head = (f"Quantized: {format_mb(total_q)} vs {format_mb(total_f)} float "
+            f"({_pct(1 - total_q / total_f)} smaller, ×{total_f / total_q:.2f})")
+    if math.isclose(emb_f, emb_q, rel_tol=1e-3):
+        return head + f"; the float embedding is {_pct(emb_q / total_q)} of the quantized model, so it caps the saving."
+    return head + f"; quantizing the embedding took it from {format_mb(emb_f)} to {format_mb(emb_q)}."
+
+
+def size_chart(sizes: pd.DataFrame) -> Figure:
+    """Stacked bars of size per part, float vs quantized."""
+    chart = alt.Chart(sizes).mark_bar().encode(
+        y=alt.Y("model:N", title=None, sort=["float", "quantized"]),
+        x=alt.X("mb:Q", title="size (MB)", stack="zero"),
+        color=alt.Color("part:N", sort=PART_ORDER, title="part"),
+        order=alt.Order("part_index:Q"),
+        tooltip=["model", "part", alt.Tooltip("mb:Q", format=".2f", title="MB"),
+                 alt.Tooltip("share:Q", format=".0%", title="share of model")],
+    ).transform_calculate(
+        part_index="indexof(['embedding', 'lstm', 'decoder'], datum.part)"
+    ).properties(height=140)
+    return Figure(chart, size_takeaway(sizes))
+
+
+# --- Speed & accuracy -------------------------------------------------------------------------
+
+def variants_size_chart(table: pd.DataFrame) -> Figure:
+    """Bars of size per variant, from ``compare_variants``."""
+    chart = alt.Chart(table).mark_bar().encode(
+        x=alt.X("size_mb:Q", title="size (MB)"),
+        y=alt.Y("variant:N", sort=list(table["variant"]), title=None),
+        color=alt.condition(alt.datum.variant == "fp32", alt.value("#4c78a8"), alt.value("#f58518")),
+        tooltip=["variant", alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
+                 alt.Tooltip("loss:Q", format=".4f"), alt.Tooltip("ppl:Q", format=".2f")],
+    ).properties(height=40 + 28 * len(table))
+    base = float(table.loc[table["variant"] == "fp32", "size_mb"].iloc[0])
+    smallest = table.loc[table["size_mb"].idxmin()]
+    if smallest["variant"] == "fp32":
+        text = f"Every variant is as big as float ({format_mb(base)})."
+    else:
+        text = (f"Smallest: {smallest['variant']} at {format_mb(smallest['size_mb'])}, "
+                f"{_pct(1 - smallest['size_mb'] / base)} less than float's {format_mb(base)}.")
+    return Figure(chart, text)
+
+
+def throughput_chart(table: pd.DataFrame) -> Figure:
+    """Bars of tokens/s per variant, from ``compare_variants``."""
+    chart = alt.Chart(table).mark_bar().encode(
+        x=alt.X("tokens_per_s:Q", title="tokens per second"),
+        y=alt.Y("variant:N", sort=list(table["variant"]), title=None),
+        color=alt.condition(alt.datum.variant == "fp32", alt.value("#4c78a8"), alt.value("#f58518")),
+        tooltip=["variant", alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s"),
+                 alt.Tooltip("speedup:Q", format=".2f"), alt.Tooltip("seconds:Q", format=".2f")],
+    ).properties(height=40 + 28 * len(table))
+    fastest = table.loc[table["tokens_per_s"].idxmax()]
+    if fastest["variant"] == "fp32":
+        text = f"No variant beats float here ({fastest['tokens_per_s']:,.0f} tok/s); try more tokens or 1 thread."
+    else:
+        text = (f"Fastest: {fastest['variant']} at {fastest['tokens_per_s']:,.0f} tok/s, "
+                f"{fastest['speedup']:.2f}× float.")
+    return Figure(chart, text)
+
+
+def thread_chart(sweep: pd.DataFrame) -> Figure:
+    """Lines of tokens/s against thread count, one per variant (from ``explore.thread_sweep``)."""
+    chart = alt.Chart(sweep).mark_line(point=True).encode(
+        x=alt.X("threads:O", title="threads"),
+        y=alt.Y("tokens_per_s:Q", title="tokens per second"),
+        color=alt.Color("variant:N"),
+        tooltip=["variant", "threads", alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s")],
+    ).properties(height=260)
+    best = sweep.loc[sweep.groupby("variant")["tokens_per_s"].idxmax()].set_index("variant")
+    fewest = int(sweep["threads"].min())
+    base = sweep[sweep["threads"] == fewest].set_index("variant")["tokens_per_s"]
+    parts = []
+    for variant, row in best.iterrows():
+        if row.threads == fewest:
+            parts.append(f"{variant} gains nothing from more threads ({row.tokens_per_s:,.0f} tok/s)")
+        else:
+            parts.append(f"{variant} peaks at {int(row.threads)} threads ({row.tokens_per_s:,.0f} tok/s, "
+                         f"×{row.tokens_per_s / base[variant]:.2f} over {fewest})")
+    return Figure(chart, "; ".join(parts) + ".")
+
+
+# --- Fidelity ---------------------------------------------------------------------------------
+
+def next_word_chart(table: pd.DataFrame) -> Figure:
+    """Grouped bars of next-word probabilities, from ``explore.compare_next_words``."""
+    order = list(dict.fromkeys(table["word"]))
+    chart = alt.Chart(table).mark_bar().encode(
+        x=alt.X("word:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
+        xOffset=alt.XOffset("model:N", sort=["float", "quantized"]),
+        y=alt.Y("prob:Q", title="probability", axis=alt.Axis(format="%")),
+        color=alt.Color("model:N", scale=MODEL_COLORS),
+        tooltip=["word", "model", alt.Tooltip("prob:Q", format=".2%"), "rank"],
+    ).properties(height=260)
+    top = {m: g.sort_values("rank").iloc[0] for m, g in table.groupby("model")}
+    gap = (table.pivot(index="word", columns="model", values="prob").eval("quantized - float").abs().max())
+    if top["float"]["word"] == top["quantized"]["word"]:
+        text = (f"Both models put {top['float']['word']!r} first ({top['float']['prob']:.1%} float, "
+                f"{top['quantized']['prob']:.1%} quantized); no shown word moves by more than {gap:.1%}.")
+    else:
+        text = (f"The models disagree: float picks {top['float']['word']!r} ({top['float']['prob']:.1%}), "
+                f"quantized picks {top['quantized']['word']!r} ({top['quantized']['prob']:.1%}).")
+    return Figure(chart, text)
+
+
+def kl_chart(result: FidelityResult) -> Figure:
+    """Histogram of per-token KL(float ‖ quantized) on a log scale, from ``fidelity.compare_outputs``."""
+    kl = np.maximum(result.kl.astype(float), 1e-9)
+    frame = pd.DataFrame({"log10_kl": np.log10(kl)})
+    chart = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("log10_kl:Q", bin=alt.Bin(maxbins=40), title="log10 KL(float ‖ quantized), nats"),
+        y=alt.Y("count():Q", title="tokens"),
+        tooltip=[alt.Tooltip("count():Q", title="tokens")],
+    ).properties(height=220)
+    agree = round(result.top1_agreement * result.tokens)
+    text = (f"Top-1 agreement {result.top1_agreement:.1%} ({agree:,} of {result.tokens:,} tokens); median KL "
+            f"{result.kl_median:.2g} nats, worst {result.kl_max:.2g}; loss changes by {result.delta_loss:+.4f}.")
+    return Figure(chart, text)
+
+
+def sqnr_chart(sqnr: pd.DataFrame) -> Figure:
+    """SQNR (dB) per weight, LSTM weights split per gate, from ``fidelity.weight_sqnr``."""
+    data = sqnr[np.isfinite(sqnr["sqnr_db"])].copy()
+    data["what"] = np.where(data["part"] == "lstm", data["weight"], data["part"])
+    chart = alt.Chart(data).mark_bar().encode(
+        x=alt.X("what:N", sort=list(dict.fromkeys(data["what"])), title=None, axis=alt.Axis(labelAngle=-40)),
+        xOffset=alt.XOffset("gate:N", sort=["all", "i", "f", "g", "o"]),
+        y=alt.Y("sqnr_db:Q", title="SQNR (dB, higher is better)"),
+        color=alt.Color("gate:N", sort=["all", "i", "f", "g", "o"]),
+        tooltip=["part", "weight", "gate", alt.Tooltip("sqnr_db:Q", format=".1f", title="dB")],
+    ).properties(height=260)
+    whole = data[data["gate"] == "all"]
+    if whole.empty:
+        return Figure(chart, "No quantized weights to measure.")
+    worst = data.loc[data["sqnr_db"].idxmin()]
+    where = worst["weight"] + ("" if worst["gate"] == "all" else f" gate {worst['gate']}")
+    text = (f"Weakest: {where} at {worst['sqnr_db']:.1f} dB; the median weight keeps "
+            f"{whole['sqnr_db'].median():.1f} dB (each 6 dB is about one bit of precision).")
+    return Figure(chart, text)
+
+
+def histogram_chart(hist: WeightHistogram, max_levels: int = 300) -> Figure:
+    """Histogram of one weight's float values with the quantization grid drawn as rules."""
+    values = pd.DataFrame({"weight": hist.values.astype(float)})
+    bars = alt.Chart(values).mark_bar(opacity=0.8).encode(
+        x=alt.X("weight:Q", bin=alt.Bin(maxbins=80), title=f"{hist.name} value"),
+        y=alt.Y("count():Q", title="weights"),
+    )
+    layers = [bars]
+    grid = hist.grid
+    if 0 < len(grid) <= max_levels:
+        levels = pd.DataFrame({"level": grid.astype(float)})
+        rules = alt.Chart(levels).mark_rule(color="#e45756", opacity=0.35).encode(
+            x="level:Q", tooltip=[alt.Tooltip("level:Q", format=".5f")])
+        layers.append(rules)
+    chart = alt.layer(*layers).properties(height=240)
+    max_err = float(np.abs(hist.errors).max()) if len(hist.errors) else 0.0
+    if hist.scale:
+        text = (f"Grid step {hist.scale:.2g}: the weights use {len(grid)} of 256 int8 levels"
+                f"{'' if len(grid) <= max_levels else ' (too dense to draw)'}; the largest rounding error is "
+                f"{max_err:.2g} ({max_err / hist.scale:.2f} of a step).")
+    else:
+        text = f"No single per-tensor grid (per-row or float16 weights); the largest rounding error is {max_err:.2g}."
+    return Figure(chart, text)
+
+
+def tradeoff_chart(table: pd.DataFrame) -> Figure:
+    """Size (x) against Δloss (y), point size = tokens/s, one point per variant (``explore.with_delta_loss``)."""
+    base = alt.Chart(table).encode(
+        x=alt.X("size_mb:Q", title="size (MB)", scale=alt.Scale(zero=True)),
+        y=alt.Y("delta_loss:Q", title="Δ loss vs float (lower is better)"),
+    )
+    points = base.mark_circle(opacity=0.8).encode(
+        size=alt.Size("tokens_per_s:Q", title="tokens/s"),
+        color=alt.Color("variant:N", legend=None),
+        tooltip=["variant", alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
+                 alt.Tooltip("delta_loss:Q", format="+.4f", title="Δ loss"),
+                 alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s")],
+    )
+    labels = base.mark_text(align="left", dx=8, dy=-6).encode(text="variant:N")
+    chart = (points + labels).properties(height=300)
+    return Figure(chart, tradeoff_takeaway(table))
+
+
+def tradeoff_takeaway(table: pd.DataFrame, tolerance: float = 0.01) -> str:
+    """The smallest variant whose loss is within ``tolerance`` nats of float's."""
+    ok = table[(table["variant"] != "fp32") & (table["delta_loss"] <= tolerance)]
+    base = float(table.loc[table["variant"] == "fp32", "size_mb"].iloc[0])
+    if ok.empty:
+        best = table[table["variant"] != "fp32"].sort_values("delta_loss").iloc[0]
+        return (f"Every variant costs more than {tolerance} nats of loss; the closest is {best['variant']} "
+                f"({best['delta_loss']:+.4f} at {format_mb(best['size_mb'])}).")
+    pick = ok.sort_values(["size_mb", "delta_loss"]).iloc[0]
+    return (f"Pick {pick['variant']}: {format_mb(pick['size_mb'])} ({_pct(pick['size_mb'] / base)} of float) for "
+            f"{pick['delta_loss']:+.4f} loss, at {pick['tokens_per_s']:,.0f} tok/s.")
+
+
+# --- text views (HTML, escaped) ---------------------------------------------------------------
+
+def _word_html(word: str) -> str:
+    return "<br>" if word == "<eos>" else html.escape(word)
+
+
+def paired_html(words: list[str], first_difference: int | None, other: list[str] | None = None) -> str:
+    """Generated words with ``<eos>`` as a line break; from the first difference on, words are highlighted."""
+    out = []
+    for i, word in enumerate(words):
+        piece = _word_html(word)
+        if first_difference is not None and i == first_difference and word != "<eos>":
+            piece = f"<mark style='background:#f58518;color:white'>{piece}</mark>"
+        elif first_difference is not None and i > first_difference and word != "<eos>":
+            piece = f"<span style='color:#b35806'>{piece}</span>"
+        out.append(piece)
+    return "<div style='line-height:1.6'>" + " ".join(out).replace(" <br> ", "<br>") + "</div>"
+
+
+def divergence_takeaway(n_words: int, first_difference: int | None) -> str:
+    if first_difference is None:
+        return f"Float and quantized wrote the same {n_words:,} words from the same seed."
+    return (f"The texts agree for {first_difference:,} of {n_words:,} words, then part ways at word "
+            f"{first_difference + 1:,} (highlighted): a small change in probabilities flips one draw.")
+
+
+def _shade(loss: float, top: float) -> str:
+    if math.isnan(loss):
+        return "transparent"
+    alpha = min(1.0, loss / top) if top > 0 else 0.0
+    return f"rgba(228,87,86,{0.08 + 0.8 * alpha:.2f})"
+
+
+def surprisal_html(table: pd.DataFrame) -> str:
+    """Two rows of words (float, quantized), each shaded by its loss; unknown words outlined and marked '?'."""
+    losses = table[["loss_float", "loss_quant"]].to_numpy(dtype=float)
+    top = float(np.nanmax(losses)) if np.isfinite(losses).any() else 1.0
+    rows = []
+    for label, column in (("float", "loss_float"), ("quantized", "loss_quant")):
+        cells = []
+        for row in table.itertuples():
+            loss = getattr(row, column)
+            style = f"background:{_shade(loss, top)};padding:1px 3px;border-radius:3px"
+            if row.unknown:
+                style += ";outline:1px dashed #555"
+            title = "not in the vocabulary: scored as <unk>" if row.unknown else ""
+            tip = html.escape(f"{loss:.2f} nats {title}".strip()) if not math.isnan(loss) else "unknown word"
+            text = "⏎" if row.word == "<eos>" else html.escape(row.word) + ("?" if row.unknown else "")
+            cells.append(f"<span title='{tip}' style='{style}'>{text}</span>")
+        rows.append(f"<div style='margin:4px 0'><b>{label}</b>: {' '.join(cells)}</div>")
+    return "".join(rows)
+
+
+def surprisal_takeaway(table: pd.DataFrame) -> str:
+    known = table[~table["unknown"] & table["loss_float"].notna()]
+    unknown = int(table["unknown"].sum())
+    tail = f"; {unknown} unknown word{'s' * (unknown != 1)} (outlined) count as <unk>" if unknown else ""
+    if known.empty:
+        return "No word of this text is in the vocabulary" + tail + "."
+    worst = known.loc[known["loss_float"].idxmax()]
+    return (f"Most surprising: {worst['word']!r} ({worst['loss_float']:.1f} nats float, {worst['loss_quant']:.1f} "
+            f"quantized); on average quantizing changes a word's loss by {known['delta'].mean():+.3f} nats{tail}.")
