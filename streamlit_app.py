@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import streamlit as st
@@ -16,12 +17,13 @@ import torch
 import wlm  # noqa: F401  (quantization warning filters)
 from wlm import charts, explore
 from wlm.checkpoint import WEIGHTS_FILE, LoadedModel, default_model_path, load_model
-from wlm.compare import compare_variants
+from wlm.compare import compare_variants, engine_labels
 from wlm.corpus import Corpus, Dictionary, resolve_data_dir
 from wlm.errors import WlmError
 from wlm.evaluate import num_threads
 from wlm.fidelity import compare_outputs, quantized_weights, weight_histogram, weight_sqnr
-from wlm.generate import MAX_WORDS, generate, generate_pair
+from wlm.generate import MAX_WORDS, first_difference, generate
+from wlm.onnx_engine import onnx_model
 from wlm.quantize import PRESETS, QuantSpec, parameter_count, quantize
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
@@ -36,21 +38,36 @@ DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset
 
 @st.cache_resource(show_spinner="Reading the corpus…", max_entries=2)
 def load_corpus(path: str) -> Corpus:
-    return Corpus(path)
+    corpus = Corpus(path)
+    explore.release_memory()  # the word lists read on the way are gone
+    return corpus
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedModel:
     """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given."""
     if kind == "upload":
-        return explore.load_checkpoint_bytes(_data, location.split("|", 1)[0])
-    return load_model(None if kind == "bundled" else location)
+        loaded = explore.load_checkpoint_bytes(_data, location.split("|", 1)[0])
+    else:
+        loaded = load_model(None if kind == "bundled" else location)
+    explore.release_memory()
+    return loaded
 
 
 @st.cache_resource(show_spinner="Quantizing…", max_entries=3)
 def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
-    """The quantized copy of a source's model; float + 3 variants stay in memory at most."""
-    return quantize(_model, spec)
+    """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
+    variant = quantize(_model, spec)
+    explore.release_memory()  # the temporary copies of the quantized parts
+    return variant
+
+
+@st.cache_resource
+def use_one_thread() -> None:
+    # One word at a time through a batch-1 LSTM is too little work to split across threads; extra
+    # threads only wait on each other, and on a busy machine they make generation many times slower.
+    # Speed measurements set their own count (sidebar) for their duration.
+    torch.set_num_threads(1)
 
 
 @st.cache_resource
@@ -64,14 +81,18 @@ def timing_lock() -> threading.Lock:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def part_sizes(source_key: str, spec: QuantSpec, _float, _quant):
-    return explore.size_by_part({"float": _float, "quantized": _quant})
+    sizes = explore.size_by_part({"float": _float, "quantized": _quant})
+    explore.release_memory()  # the serialized copies measured
+    return sizes
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def default_tokens(source_key: str, corpus_key: str, _model, _ids) -> int:
-    """Tokens that take the float model about 5 s here, split over float plus two variants."""
+    """Tokens that float plus the tutorial's variant evaluate in about 5 s here.
+
+    The int8 variant runs at roughly twice float's speed, so float gets about two thirds of the time."""
     with timing_lock(), num_threads(1):
-        return explore.tokens_for_seconds(_model, _ids, 5.0 / 2.5)
+        return explore.tokens_for_seconds(_model, _ids, 5.0 / 1.5)
 
 
 def _progress_bar(text: str):
@@ -81,19 +102,22 @@ def _progress_bar(text: str):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def variant_table(source_key: str, corpus_key: str, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
-                  _model, _ids):
+                  _model, _ids, engines: tuple[str, ...] = ("torch",)):
     bar, report = _progress_bar("Evaluating")
     with timing_lock():
-        table = compare_variants(_model, _ids, list(specs), max_tokens=tokens, threads=threads,
+        table = compare_variants(_model, _ids, list(specs), max_tokens=tokens, threads=threads, engines=engines,
                                  progress=lambda label, done, total: report(done, total))
     bar.empty()
+    explore.release_memory()  # each variant was a temporary copy
     return table
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def sweep_table(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _model, _ids):
     with st.spinner("Timing every thread count…"), timing_lock():
-        return explore.thread_sweep(_model, _ids, [PRESETS["fp32"], spec], list(range(1, CPUS + 1)), tokens)
+        sweep = explore.thread_sweep(_model, _ids, [PRESETS["fp32"], spec], list(range(1, CPUS + 1)), tokens)
+    explore.release_memory()
+    return sweep
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -103,11 +127,18 @@ def tradeoff_table(source_key: str, corpus_key: str, tokens: int, threads: int, 
         table = compare_variants(_model, _ids, list(PRESETS), max_tokens=tokens, threads=threads,
                                  progress=lambda label, done, total: report(done, total))
     bar.empty()
+    explore.release_memory()
     return explore.with_delta_loss(table)
 
 
+@st.cache_resource(show_spinner="Exporting to ONNX and quantizing (once per model)…", max_entries=2)
+def onnx_int8(source_key: str, _model):
+    """ONNX Runtime's int8 model of a source (files cached on disk, the session shared here)."""
+    return onnx_model(_model, "int8", threads=1)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def fidelity_result(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _float, _quant, _ids):
+def fidelity_result(source_key: str, corpus_key: str, spec: QuantSpec | str, tokens: int, _float, _quant, _ids):
     bar, report = _progress_bar("Comparing outputs")
     result = compare_outputs(_float, _quant, _ids, max_tokens=tokens, progress=report)
     bar.empty()
@@ -132,12 +163,6 @@ def sqnr_table(source_key: str, spec: QuantSpec, _float, _quant):
 @st.cache_data(show_spinner=False, max_entries=32)
 def histogram(source_key: str, spec: QuantSpec, name: str, _float, _quant):
     return weight_histogram(_float, _quant, name)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def paired_text(source_key: str, spec: QuantSpec, words: int, temperature: float, seed: int, prompt: str,
-                _float, _quant, _dictionary):
-    return generate_pair(_float, _quant, _dictionary, words=words, temperature=temperature, seed=seed, prompt=prompt)
 
 
 # --- the session's setup ---------------------------------------------------------------------
@@ -238,7 +263,8 @@ def sidebar() -> tuple[dict, QuantSpec]:
     sb.toggle("Per-channel (Linear, qint8)", key="pc", on_change=sync_preset,
               disabled=st.session_state["dtype"] != "qint8")
     sb.subheader("Run")
-    sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
+    if CPUS > 1:
+        sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
     sb.number_input("Seed", 0, 2**31 - 1, key="seed", step=1)
     # A widget that was not drawn this run (the path box) has no state; fall back to its default.
     config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
@@ -275,7 +301,7 @@ def corpus_panel() -> tuple[Corpus | None, str, str]:
 
 
 def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
-    corpus, corpus_key, missing = corpus_panel()
+    """The model and its quantized variant; the corpus is attached later (``attach_corpus``)."""
     kind = config["src"]
     try:
         if kind == "upload":
@@ -298,8 +324,15 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
     except WlmError as exc:
         st.error(str(exc))
         return None
-    source_key = f"{kind}:{key}"
-    dictionary, test_ids = loaded.dictionary, None
+    quant = quantized_variant(f"{kind}:{key}", spec, loaded.model)
+    return Setup(f"{kind}:{key}", loaded, spec, quant, loaded.dictionary, None, "", None, "",
+                 config["threads"], config["seed"])
+
+
+def attach_corpus(setup: Setup) -> None:
+    """Find the corpus and decide what it allows: the vocabulary (for a .pth) and the test tokens."""
+    corpus, corpus_key, missing = corpus_panel()
+    loaded, dictionary, test_ids = setup.loaded, setup.loaded.dictionary, None
     if corpus is not None:
         if dictionary is None and loaded.model.config.ntoken == len(corpus.dictionary):
             dictionary = corpus.dictionary
@@ -312,9 +345,8 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
     if dictionary is None:
         missing = missing or "This checkpoint has no vocabulary."
         missing += " Text generation needs the vocabulary of the corpus the model was trained on."
-    quant = quantized_variant(source_key, spec, loaded.model)
-    return Setup(source_key, loaded, spec, quant, dictionary, corpus, corpus_key, test_ids, missing,
-                 config["threads"], config["seed"])
+    setup.dictionary, setup.corpus, setup.corpus_key, setup.test_ids, setup.missing = (
+        dictionary, corpus, corpus_key, test_ids, missing)
 
 
 def show(figure: charts.Figure) -> None:
@@ -373,6 +405,20 @@ def model_section(setup: Setup) -> None:
     st.code(explore.load_note(model.config, spec, file_name), language="python")
 
 
+def _stream_in_bursts(words, sink: list[str], seconds: float = 0.1):
+    """Join words into one chunk per ``seconds`` (the page updates smoothly without a message per word);
+    every word is also appended to ``sink``."""
+    chunk, last = [], time.perf_counter()
+    for word in words:
+        sink.append(word)
+        chunk.append(_markdown_word(word))
+        if time.perf_counter() - last >= seconds:
+            yield "".join(chunk)
+            chunk, last = [], time.perf_counter()
+    if chunk:
+        yield "".join(chunk)
+
+
 def _markdown_word(word: str) -> str:
     if word == "<eos>":
         return "  \n"
@@ -398,25 +444,26 @@ def generate_section(setup: Setup) -> None:
     left.markdown("**float**")
     right.markdown(f"**quantized ({setup.spec.label})**")
     float_box, quant_box = left.empty(), right.empty()
-    try:
-        if pressed:
-            # Stream each model's words as they come; the finished pair is then shown with its divergence.
-            kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
-            for box, model in ((float_box, setup.model), (quant_box, setup.quant)):
+    if pressed:
+        # Stream each model's words as they come; the finished pair is then shown with its divergence.
+        kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
+        texts: dict[str, list[str]] = {"float": [], "quantized": []}
+        try:
+            for name, box, model in (("float", float_box, setup.model), ("quantized", quant_box, setup.quant)):
                 with box.container():
-                    st.write_stream(_markdown_word(w) for w in generate(model, setup.dictionary, **kwargs))
-            st.session_state["gen_request"] = request
-        if st.session_state.get("gen_request") != request:
+                    st.write_stream(_stream_in_bursts(generate(model, setup.dictionary, **kwargs), texts[name]))
+        except WlmError as exc:
+            st.error(str(exc))
             return
-        pair = paired_text(*request, setup.model, setup.quant, setup.dictionary)
-    except WlmError as exc:
-        st.error(str(exc))
+        st.session_state["gen_result"] = {**texts, "request": request,
+                                          "first_difference": first_difference(*texts.values())}
+    result = st.session_state.get("gen_result")
+    if not result or result["request"] != request:
         return
-    float_box.markdown(charts.paired_html(pair.float_words, pair.first_difference), unsafe_allow_html=True)
-    quant_box.markdown(charts.paired_html(pair.quant_words, pair.first_difference), unsafe_allow_html=True)
-    st.session_state["gen_result"] = {"float": pair.float_words, "quantized": pair.quant_words,
-                                      "first_difference": pair.first_difference}
-    st.caption(f"**Takeaway:** {charts.divergence_takeaway(len(pair.float_words), pair.first_difference)}")
+    first = result["first_difference"]
+    float_box.markdown(charts.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
+    quant_box.markdown(charts.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
+    st.caption(f"**Takeaway:** {charts.divergence_takeaway(len(result['float']), first)}")
 
 
 def _selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:
@@ -431,13 +478,20 @@ def speed_section(setup: Setup) -> None:
         return
     default = default_tokens(setup.source_key, setup.corpus_key, setup.model, setup.test_ids)
     tokens = token_slider("Test tokens to evaluate", len(setup.test_ids), default, "speed_tokens",
-                          help="The default takes about 5 s here for float and two variants.")
+                          help="The default takes about 5 s here for float and the tutorial's variant.")
     names = st.multiselect("Variants (the sidebar's setup is always included)", [n for n in PRESETS if n != "fp32"],
                            default=["tutorial"], key="speed_variants")
     specs = _selected_specs(setup, names)
+    with_ort = st.checkbox("Also run ONNX Runtime (its float export and its int8 quantize_dynamic model)",
+                           key="speed_ort", help="Same tokens, same harness and thread count; size is the .onnx file.")
+    engines = ("torch", "onnxruntime") if with_ort else ("torch",)
     request = (setup.source_key, setup.corpus_key, specs, int(tokens), setup.threads)
-    if remembered_button("Run evaluation", "speed_go", request):
-        table = variant_table(*request, setup.model, setup.test_ids)
+    if remembered_button("Run evaluation", "speed_go", (*request, engines)):
+        try:
+            table = engine_labels(variant_table(*request, setup.model, setup.test_ids, engines))
+        except WlmError as exc:
+            st.error(str(exc))
+            return
         st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",
                                          "tokens_per_s": "{:,.0f}", "speedup": "{:.2f}×"}),
                      hide_index=True)
@@ -480,15 +534,23 @@ def fidelity_section(setup: Setup) -> None:
     st.subheader("Output agreement")
     if need_corpus(setup):
         tokens = token_slider("Test tokens", len(setup.test_ids), 2000, "fid_tokens")
-        request = (setup.source_key, setup.corpus_key, setup.spec, int(tokens))
+        against = st.radio("Float model against", [f"PyTorch {setup.spec.label}", "ONNX Runtime int8"],
+                           horizontal=True, key="fid_engine")
+        ort = against.startswith("ONNX")
+        request = (setup.source_key, setup.corpus_key, "onnxruntime int8" if ort else setup.spec, int(tokens))
         if remembered_button("Compare outputs", "kl_go", request):
-            result = fidelity_result(*request, *args, setup.test_ids)
-            c = st.columns(4)
-            c[0].metric("Top-1 agreement", f"{result.top1_agreement:.2%}")
-            c[1].metric("Mean KL (nats)", f"{result.kl_mean:.2g}")
-            c[2].metric("p99 KL", f"{result.kl_p99:.2g}")
-            c[3].metric("Δ loss", f"{result.delta_loss:+.4f}")
-            show(charts.kl_chart(result))
+            try:
+                other = onnx_int8(setup.source_key, setup.model) if ort else setup.quant
+                result = fidelity_result(*request, setup.model, other, setup.test_ids)
+            except WlmError as exc:
+                st.error(str(exc))
+            else:
+                c = st.columns(4)
+                c[0].metric("Top-1 agreement", f"{result.top1_agreement:.2%}")
+                c[1].metric("Mean KL (nats)", f"{result.kl_mean:.2g}")
+                c[2].metric("p99 KL", f"{result.kl_p99:.2g}")
+                c[3].metric("Δ loss", f"{result.delta_loss:+.4f}")
+                show(charts.kl_chart(result))
 
     st.subheader("Weights")
     if remembered_button("Measure weight error", "sqnr_go", (setup.source_key, setup.spec)):
@@ -572,15 +634,19 @@ def walkthrough_section(setup: Setup) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Quantizing an LSTM language model", page_icon="🧮", layout="wide")
+    use_one_thread()
     init_from_query_params()
     st.title("Dynamic quantization of an LSTM language model")
     config, spec = sidebar()
     setup = resolve_setup(config, spec)
     if setup is None:
+        corpus_panel()
         return
     tabs = st.tabs(["Model", "Generate", "Speed & accuracy", "Fidelity", "Walkthrough"])
-    for tab, section in zip(tabs, (model_section, generate_section, speed_section, fidelity_section,
-                                   walkthrough_section)):
+    sections = (model_section, generate_section, speed_section, fidelity_section, walkthrough_section)
+    for index, (tab, section) in enumerate(zip(tabs, sections)):
+        if index == 1:
+            attach_corpus(setup)  # the Model section needs no corpus, so it is drawn before reading one
         with tab:
             try:
                 section(setup)

@@ -51,7 +51,7 @@ def trained_tiny():
     model = tiny_model(len(corpus.dictionary)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     source = batchify(corpus.train, 4)
-    for _ in range(3):
+    for _ in range(10):
         hidden = model.init_hidden(4)
         for i in range(0, source.size(0) - 1, 10):
             x, y = get_batch(source, i, 10)

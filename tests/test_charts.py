@@ -95,7 +95,7 @@ def test_next_word_chart_says_whether_the_models_agree(trained_tiny):
     model, corpus = trained_tiny
     same = charts.next_word_chart(compare_next_words(model, model, corpus.dictionary, "the", 5))
     _valid(same)
-    assert same.takeaway.startswith("Both models put") and "more than 0.0%" in same.takeaway
+    assert same.takeaway.startswith("Both models put") and "more than 0.0e+00" in same.takeaway
     other = tiny_model(len(corpus.dictionary), seed=7)
     table = compare_next_words(model, other, corpus.dictionary, "the", 5)
     first = table[table["rank"] == 1].set_index("model")["word"]
@@ -145,6 +145,9 @@ def test_paired_html_escapes_words_breaks_lines_and_marks_the_divergence():
     assert "a<br>" in html
     assert "<mark" in html and html.index("<mark") < html.index(">b<")
     assert "<mark" not in charts.paired_html(["a", "b"], None)
+    # Against the other text, only the words that differ after the first difference are tinted.
+    tinted = charts.paired_html(["a", "x", "b", "y"], 1, other=["a", "z", "b", "w"])
+    assert tinted.count("dotted") == 1 and ">y<" in tinted and "dotted'>b<" not in tinted
     assert charts.divergence_takeaway(10, None).startswith("Float and quantized wrote the same 10 words")
     assert "at word 4" in charts.divergence_takeaway(10, 3)
 

@@ -5,11 +5,10 @@ import pickle
 import pytest
 import torch
 
-from wlm.checkpoint import (config_from_state_dict, load_bundle, load_model, open_model, random_model,
-                            read_state_dict, save_bundle)
+from wlm.checkpoint import config_from_state_dict, load_bundle, load_model, open_model, random_model, save_bundle
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
-from wlm.model import LSTMModel, ModelConfig
+from wlm.model import ModelConfig
 
 from conftest import tiny_model
 

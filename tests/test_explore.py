@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from wlm.compare import compare_variants
 from wlm.corpus import EOS, UNK, Dictionary
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate
-from wlm.explore import (compare_next_words, load_checkpoint_bytes, load_note, load_quantized, quantized_bytes,
-                         size_by_part, surprisal_pair, text_to_words, thread_sweep, tokens_for_seconds,
-                         top_next_words, with_delta_loss, word_surprisal)
-from wlm.compare import compare_variants
+from wlm.explore import (compare_next_words, load_checkpoint_bytes, load_note, load_quantized,
+                         quantized_bytes, size_by_part, surprisal_pair,
+                         text_to_words, thread_sweep, tokens_for_seconds, top_next_words, with_delta_loss,
+                         word_surprisal)
 from wlm.quantize import PRESETS, QuantSpec, module_sizes, quantize
 
 

@@ -3,7 +3,7 @@ import torch
 
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
-from wlm.generate import MAX_WORDS, as_text, generate, generate_pair, sample_ids
+from wlm.generate import MAX_WORDS, as_text, first_difference, generate, generate_pair, sample_ids
 from wlm.quantize import PRESETS, quantize
 
 from conftest import tiny_model
@@ -74,3 +74,9 @@ def test_bad_sampling_parameters(kwargs, message):
 
 def test_as_text_breaks_lines_on_eos():
     assert as_text(["a", "<eos>", "b", "c", "<eos>"]) == "a\nb c\n"
+
+
+def test_first_difference():
+    assert first_difference(["a", "b", "c"], ["a", "x", "c"]) == 1
+    assert first_difference(["a", "b"], ["a", "b"]) is None
+    assert first_difference([], ["a"]) is None

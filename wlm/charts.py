@@ -29,6 +29,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
+def _prob(p: float) -> str:
+    return f"{p:.1%}" if p >= 0.001 else f"{p:.1e}"
+
+
 def format_mb(x: float) -> str:
     """Megabytes as '12.3 MB', or as '512 kB' below one MB (tiny models)."""
     return f"{x:.1f} MB" if x >= 1 else f"{x * 1000:.0f} kB"
@@ -68,15 +72,21 @@ def size_chart(sizes: pd.DataFrame) -> Figure:
 
 # --- Speed & accuracy -------------------------------------------------------------------------
 
-def variants_size_chart(table: pd.DataFrame) -> Figure:
-    """Bars of size per variant, from ``compare_variants``."""
-    chart = alt.Chart(table).mark_bar().encode(
-        x=alt.X("size_mb:Q", title="size (MB)"),
+def _variant_bars(table: pd.DataFrame, field: str, title: str, tooltip: list) -> alt.Chart:
+    """One bar per row of a ``compare_variants`` table, float in blue and the variants in orange."""
+    return alt.Chart(table).mark_bar().encode(
+        x=alt.X(f"{field}:Q", title=title),
         y=alt.Y("variant:N", sort=list(table["variant"]), title=None),
         color=alt.condition(alt.datum.variant == "fp32", alt.value("#4c78a8"), alt.value("#f58518")),
-        tooltip=["variant", alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
-                 alt.Tooltip("loss:Q", format=".4f"), alt.Tooltip("ppl:Q", format=".2f")],
+        tooltip=["variant", *tooltip],
     ).properties(height=40 + 28 * len(table))
+
+
+def variants_size_chart(table: pd.DataFrame) -> Figure:
+    """Bars of size per variant, from ``compare_variants``."""
+    chart = _variant_bars(table, "size_mb", "size (MB)", [alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
+                                                          alt.Tooltip("loss:Q", format=".4f"),
+                                                          alt.Tooltip("ppl:Q", format=".2f")])
     base = float(table.loc[table["variant"] == "fp32", "size_mb"].iloc[0])
     smallest = table.loc[table["size_mb"].idxmin()]
     if smallest["variant"] == "fp32":
@@ -89,13 +99,9 @@ def variants_size_chart(table: pd.DataFrame) -> Figure:
 
 def throughput_chart(table: pd.DataFrame) -> Figure:
     """Bars of tokens/s per variant, from ``compare_variants``."""
-    chart = alt.Chart(table).mark_bar().encode(
-        x=alt.X("tokens_per_s:Q", title="tokens per second"),
-        y=alt.Y("variant:N", sort=list(table["variant"]), title=None),
-        color=alt.condition(alt.datum.variant == "fp32", alt.value("#4c78a8"), alt.value("#f58518")),
-        tooltip=["variant", alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s"),
-                 alt.Tooltip("speedup:Q", format=".2f"), alt.Tooltip("seconds:Q", format=".2f")],
-    ).properties(height=40 + 28 * len(table))
+    chart = _variant_bars(table, "tokens_per_s", "tokens per second",
+                          [alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s"),
+                           alt.Tooltip("speedup:Q", format=".2f"), alt.Tooltip("seconds:Q", format=".2f")])
     fastest = table.loc[table["tokens_per_s"].idxmax()]
     if fastest["variant"] == "fp32":
         text = f"No variant beats float here ({fastest['tokens_per_s']:,.0f} tok/s); try more tokens or 1 thread."
@@ -141,11 +147,11 @@ def next_word_chart(table: pd.DataFrame) -> Figure:
     top = {m: g.sort_values("rank").iloc[0] for m, g in table.groupby("model")}
     gap = (table.pivot(index="word", columns="model", values="prob").eval("quantized - float").abs().max())
     if top["float"]["word"] == top["quantized"]["word"]:
-        text = (f"Both models put {top['float']['word']!r} first ({top['float']['prob']:.1%} float, "
-                f"{top['quantized']['prob']:.1%} quantized); no shown word moves by more than {gap:.1%}.")
+        text = (f"Both models put {top['float']['word']!r} first ({_prob(top['float']['prob'])} float, "
+                f"{_prob(top['quantized']['prob'])} quantized); no shown word moves by more than {_prob(gap)}.")
     else:
-        text = (f"The models disagree: float picks {top['float']['word']!r} ({top['float']['prob']:.1%}), "
-                f"quantized picks {top['quantized']['word']!r} ({top['quantized']['prob']:.1%}).")
+        text = (f"The models disagree: float picks {top['float']['word']!r} ({_prob(top['float']['prob'])}), "
+                f"quantized picks {top['quantized']['word']!r} ({_prob(top['quantized']['prob'])}).")
     return Figure(chart, text)
 
 
@@ -248,14 +254,16 @@ def _word_html(word: str) -> str:
 
 
 def paired_html(words: list[str], first_difference: int | None, other: list[str] | None = None) -> str:
-    """Generated words with ``<eos>`` as a line break; from the first difference on, words are highlighted."""
+    """Generated words with ``<eos>`` as a line break; the first difference is highlighted, and later
+    words that differ from ``other`` (the other model's text, position by position) are tinted."""
     out = []
     for i, word in enumerate(words):
         piece = _word_html(word)
-        if first_difference is not None and i == first_difference and word != "<eos>":
-            piece = f"<mark style='background:#f58518;color:white'>{piece}</mark>"
-        elif first_difference is not None and i > first_difference and word != "<eos>":
-            piece = f"<span style='color:#b35806'>{piece}</span>"
+        if word != "<eos>" and first_difference is not None and i >= first_difference:
+            if i == first_difference:
+                piece = f"<mark style='background:#f58518;color:white'>{piece}</mark>"
+            elif other is None or i >= len(other) or other[i] != word:
+                piece = f"<span style='color:#b35806;text-decoration:underline dotted'>{piece}</span>"
         out.append(piece)
     return "<div style='line-height:1.6'>" + " ".join(out).replace(" <br> ", "<br>") + "</div>"
 

@@ -54,9 +54,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _unpickling_reason(exc)
+        if "GLOBAL" not in reason:  # no object was refused: the bytes are not a checkpoint the safe loader reads
+            raise WlmError(f"checkpoint {path} cannot be read: it is not a torch.save file of tensors ({reason}). "
+                           "Save a plain state_dict with torch.save(model.state_dict(), path)") from None
         raise WlmError(f"checkpoint {path} was refused: it holds Python objects other than tensors, which could "
-                       f"run code when loaded ({first}). Save a plain state_dict with "
+                       f"run code when loaded ({reason}). Save a plain state_dict with "
                        "torch.save(model.state_dict(), path)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise WlmError(f"checkpoint {path} cannot be read: it is truncated or not a torch.save file ({exc})") from None
@@ -64,6 +67,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WlmError(f"checkpoint {path} is not a state_dict (a dict of tensors); save one with "
                        "torch.save(model.state_dict(), path)")
     return state
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The line of torch's long weights_only message that says what was refused."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")),
+                lines[0] if lines else type(exc).__name__)
 
 
 def config_from_state_dict(state: dict[str, torch.Tensor], dropout: float = 0.5, source: str = "checkpoint") -> ModelConfig:

@@ -99,20 +99,36 @@ def cmd_compare(args) -> None:
     _print_table(table, args.format)
 
 
-def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate, num_threads
-    from .quantize import preset, quantize, state_dict_bytes
+def _variant_of(args):
+    """The preset, corpus, float model and quantized variant a command works on."""
+    from .quantize import preset, quantize
 
     spec = preset(args.variant)
     corpus = _corpus(args)
     loaded = _model(args, corpus)
-    model = quantize(loaded.model, spec)
-    bar, update = _bar(f"evaluate {args.variant}")
-    with num_threads(args.threads):
-        result = evaluate(model, corpus.split(args.split), max_tokens=args.max_tokens, progress=update)
+    return spec, corpus, loaded, quantize(loaded.model, spec)
+
+
+def _measured(desc: str, threads: int, run):
+    """``run(progress)`` under a progress bar and the chosen thread count; its clamping note goes to stderr."""
+    from .evaluate import num_threads
+
+    bar, update = _bar(desc)
+    with num_threads(threads):
+        result = run(update)
     bar.close()
     if result.note:
         _log(result.note)
+    return result
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate
+    from .quantize import state_dict_bytes
+
+    spec, corpus, loaded, model = _variant_of(args)
+    result = _measured(f"evaluate {args.variant}", args.threads, lambda update: evaluate(
+        model, corpus.split(args.split), max_tokens=args.max_tokens, progress=update))
     row = {"variant": spec.label, "split": args.split, "size_mb": state_dict_bytes(model) / 1e6, **result.to_dict()}
     row.pop("note")
     print(json.dumps(row, indent=2) if args.format == "json" else
@@ -149,20 +165,11 @@ def cmd_generate(args) -> None:
 
 
 def cmd_fidelity(args) -> None:
-    from .evaluate import num_threads
     from .fidelity import compare_outputs, weight_sqnr
-    from .quantize import preset, quantize
 
-    spec = preset(args.variant)
-    corpus = _corpus(args)
-    loaded = _model(args, corpus)
-    quant = quantize(loaded.model, spec)
-    bar, update = _bar(f"fidelity {args.variant}")
-    with num_threads(args.threads):
-        result = compare_outputs(loaded.model, quant, corpus.test, max_tokens=args.max_tokens, progress=update)
-    bar.close()
-    if result.note:
-        _log(result.note)
+    spec, corpus, loaded, quant = _variant_of(args)
+    result = _measured(f"fidelity {args.variant}", args.threads, lambda update: compare_outputs(
+        loaded.model, quant, corpus.test, max_tokens=args.max_tokens, progress=update))
     sqnr = weight_sqnr(loaded.model, quant)
     if args.format == "json":
         print(json.dumps({"variant": spec.label, **result.summary(),

@@ -74,3 +74,13 @@ def compare_variants(
     table = pd.DataFrame(rows)
     table["speedup"] = table["tokens_per_s"] / table.loc[0, "tokens_per_s"]
     return table[COLUMNS if engines == ["torch"] else ENGINE_COLUMNS]
+
+
+def engine_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with one distinct ``variant`` label per row ('onnxruntime int8'), for charts keyed on it."""
+    if "engine" not in table:
+        return table
+    labelled = table.copy()
+    other = labelled["engine"] != "torch"
+    labelled.loc[other, "variant"] = labelled.loc[other, "engine"] + " " + labelled.loc[other, "variant"]
+    return labelled

@@ -5,9 +5,12 @@ Everything here returns plain values or pandas DataFrames, so any front end can 
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import io
 import math
 import os
+import sys
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -40,6 +43,21 @@ def size_by_part(models: dict[str, nn.Module]) -> pd.DataFrame:
             rows.append({"model": label, "part": part, "bytes": sizes[part], "mb": sizes[part] / MB,
                          "share": sizes[part] / total})
     return pd.DataFrame(rows, columns=["model", "part", "bytes", "mb", "share"])
+
+
+def release_memory() -> None:
+    """Give memory freed by large temporary tensors back to the operating system.
+
+    Quantizing and serializing make model-sized temporary copies. glibc keeps such freed blocks
+    in its heap, so a long-running server holding several variants would grow by hundreds of MB;
+    ``malloc_trim`` returns them. Elsewhere (no glibc) this only runs the garbage collector.
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # another C library (e.g. musl)
+            pass
 
 
 # --- next word and surprise ------------------------------------------------------------------

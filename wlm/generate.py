@@ -92,5 +92,9 @@ def generate_pair(float_model: nn.Module, quant_model: nn.Module, dictionary: Di
     kwargs = dict(words=words, temperature=temperature, seed=seed, prompt_ids=prompt_ids)
     a = [dictionary.idx2word[i] for i in sample_ids(float_model, len(dictionary), **kwargs)]
     b = [dictionary.idx2word[i] for i in sample_ids(quant_model, len(dictionary), **kwargs)]
-    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-    return PairedText(a, b, first, unknown)
+    return PairedText(a, b, first_difference(a, b), unknown)
+
+
+def first_difference(a: list[str], b: list[str]) -> int | None:
+    """Index of the first position where two texts differ; None when one is a prefix of the other."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)

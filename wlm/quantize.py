@@ -104,10 +104,20 @@ def _weight_qconfig(spec: QuantSpec, module: str):
 
 
 def quantize(model: LSTMModel, spec: QuantSpec) -> nn.Module:
-    """A dynamically quantized copy of ``model``; the float model itself when ``spec`` quantizes nothing."""
+    """A dynamically quantized variant of ``model``; the float model itself when ``spec`` quantizes nothing.
+
+    Only the parts being quantized are copied. The parts left in float are the float model's own
+    modules, shared and only read: a cached tutorial variant would otherwise carry its own copy of
+    the 68 MB float embedding. ``model`` is never modified.
+    """
     if spec.is_float:
         return model
-    qmodel = copy.deepcopy(model).eval()
+    parts = {"encoder": spec.embedding, "rnn": spec.lstm, "decoder": spec.linear}
+    # A shell with its own child table: float parts become placeholders, so quantize_dynamic
+    # never sees (or marks) the shared modules.
+    shell = copy.copy(model)
+    shell._modules = {name: copy.deepcopy(module) if parts.get(name) else nn.Identity()
+                      for name, module in model._modules.items()}
     qconfig_spec: dict = {}
     if spec.lstm:
         qconfig_spec[nn.LSTM] = _weight_qconfig(spec, "lstm")
@@ -115,11 +125,15 @@ def quantize(model: LSTMModel, spec: QuantSpec) -> nn.Module:
         qconfig_spec[nn.Linear] = _weight_qconfig(spec, "linear")
     if spec.embedding:
         if spec.embedding_bits == 4:
-            qmodel.encoder = BagEmbedding(qmodel.encoder)
+            shell.encoder = BagEmbedding(shell.encoder)
             qconfig_spec[nn.EmbeddingBag] = tq.float_qparams_weight_only_qconfig_4bit
         else:
             qconfig_spec[nn.Embedding] = tq.float_qparams_weight_only_qconfig
-    return tq.quantize_dynamic(qmodel, qconfig_spec, inplace=True)
+    variant = tq.quantize_dynamic(shell.eval(), qconfig_spec, inplace=True)
+    for name, module in model._modules.items():
+        if not parts.get(name):
+            setattr(variant, name, module)
+    return variant
 
 
 def state_dict_bytes(model: nn.Module) -> int:

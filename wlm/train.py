@@ -259,7 +259,9 @@ def train(
                 win_tokens += y.numel()
                 if pbar is not None:
                     pbar.update(1)
-                    pbar.set_postfix(loss=f"{value:.2f}", ppl=f"{math.exp(min(value, 20)):.0f}", lr=f"{lr:.2g}")
+                    tps = pbar.format_dict["rate"] or 0.0
+                    pbar.set_postfix(loss=f"{value:.2f}", ppl=f"{math.exp(min(value, 20)):.0f}", lr=f"{lr:.2g}",
+                                     tok_s=f"{tps * y.numel():,.0f}")
                 if win_n == window:
                     tps = win_tokens / (time.monotonic() - win_t0)
                     state.windows.append((state.step, win_loss / win_n))
