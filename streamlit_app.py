@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -80,10 +81,21 @@ def timing_lock() -> threading.Lock:
 # --- measured results (reused across reruns and sessions) ------------------------------------
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def part_sizes(source_key: str, spec: QuantSpec, _float, _quant):
-    sizes = explore.size_by_part({"float": _float, "quantized": _quant})
+def _sizes_of(source_key: str, label: str, spec: QuantSpec, _model):
+    sizes = explore.size_by_part({label: _model})
     explore.release_memory()  # the serialized copies measured
     return sizes
+
+
+def part_sizes(source_key: str, spec: QuantSpec, _float, _quant):
+    # The float model's sizes are measured once per source, not again for every variant.
+    return pd.concat([_sizes_of(source_key, "float", PRESETS["fp32"], _float),
+                      _sizes_of(source_key, "quantized", spec, _quant)], ignore_index=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def weights_in(source_key: str, spec: QuantSpec, _model) -> int:
+    return parameter_count(_model)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -383,7 +395,7 @@ def model_section(setup: Setup) -> None:
     sizes = part_sizes(setup.source_key, spec, model, quant)
     totals = sizes.groupby("model")["mb"].sum()
     cols = st.columns(4)
-    cols[0].metric("Parameters", f"{parameter_count(model):,}")
+    cols[0].metric("Parameters", f"{weights_in(setup.source_key, PRESETS['fp32'], model):,}")
     cols[1].metric("Float size", f"{totals['float']:.2f} MB")
     cols[2].metric("Quantized size", f"{totals['quantized']:.2f} MB",
                    delta=f"{100 * (totals['quantized'] / totals['float'] - 1):+.0f} %", delta_color="inverse")
@@ -601,7 +613,7 @@ def walkthrough_section(setup: Setup) -> None:
                 continue
             st.session_state[f"walk_done_{index}"] = True
             if index == 0:
-                st.write(f"{parameter_count(setup.model):,} parameters.")
+                st.write(f"{weights_in(setup.source_key, PRESETS['fp32'], setup.model):,} parameters.")
                 st.code(str(setup.model), language="text")
             elif index == 1:
                 if setup.corpus is None:
