@@ -85,9 +85,9 @@ def config_from_state_dict(state: dict[str, torch.Tensor], dropout: float = 0.5,
     nhid = state["rnn.weight_hh_l0"].shape[1]
     nlayers = len([k for k in state if re.fullmatch(r"rnn\.weight_ih_l\d+", k)])
     config = ModelConfig(ntoken=int(ntoken), ninp=int(ninp), nhid=int(nhid), nlayers=nlayers, dropout=dropout)
-    expected = LSTMModel(config).state_dict() if nlayers else {}
-    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
-             for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    expected = _shapes_of(config) if nlayers else {}
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k])})"
+             for k, v in state.items() if k in expected and v.shape != expected[k]]
     unknown = sorted(set(state) - set(expected))
     absent = sorted(set(expected) - set(state))
     if wrong or unknown or absent:
@@ -100,9 +100,19 @@ def config_from_state_dict(state: dict[str, torch.Tensor], dropout: float = 0.5,
     return config
 
 
+def _shapes_of(config: ModelConfig) -> dict[str, torch.Size]:
+    # On the meta device nothing is allocated or initialised: only the shapes are wanted.
+    with torch.device("meta"):
+        return {k: v.shape for k, v in LSTMModel(config, initialise=False).state_dict().items()}
+
+
 def model_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkpoint") -> LSTMModel:
-    model = LSTMModel(config_from_state_dict(state, source=source))
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    config = config_from_state_dict(state, source=source)
+    # Built on the meta device and handed the loaded tensors (assign=True): initialising 28 M
+    # weights only to overwrite them would double the load time.
+    with torch.device("meta"):
+        model = LSTMModel(config, initialise=False)
+    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, assign=True)
     return model.eval()
 
 

@@ -22,16 +22,21 @@ class ModelConfig:
 class LSTMModel(nn.Module):
     """Embedding -> multi-layer LSTM -> Linear over the vocabulary; returns raw logits."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, initialise: bool = True):
+        """``initialise=False`` is for weights about to be loaded: the embedding table is left
+        uninitialised (its default init is the costly one, and on the meta device it pulls in the
+        compiler stack) and ``init_weights`` is skipped."""
         super().__init__()
         self.config = config
         self.nhid = config.nhid
         self.nlayers = config.nlayers
         self.drop = nn.Dropout(config.dropout)
-        self.encoder = nn.Embedding(config.ntoken, config.ninp)
+        table = None if initialise else torch.empty(config.ntoken, config.ninp)
+        self.encoder = nn.Embedding(config.ntoken, config.ninp, _weight=table)
         self.rnn = nn.LSTM(config.ninp, config.nhid, config.nlayers, dropout=config.dropout)
         self.decoder = nn.Linear(config.nhid, config.ntoken)
-        self.init_weights()
+        if initialise:
+            self.init_weights()
 
     def init_weights(self, initrange: float = 0.1) -> None:
         nn.init.uniform_(self.encoder.weight, -initrange, initrange)
