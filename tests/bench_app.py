@@ -37,12 +37,14 @@ def free_port() -> int:
 
 
 def wait_until_idle(page) -> None:
-    """Until the script run is over: Streamlit's status widget shows 'Running…' while it lasts."""
-    page.wait_for_timeout(100)
-    page.wait_for_function("""() => {
-        const status = document.querySelector("[data-testid='stStatusWidget']");
-        return !status || !status.innerText.includes('Running');
-    }""")
+    """Until the script run is over: Streamlit shows a running icon while it lasts (after a short
+    delay, so the icon must stay away for a while before the run counts as finished)."""
+    running = "[data-testid='stStatusWidgetRunningIcon']"
+    while True:
+        page.wait_for_function(f"() => !document.querySelector(\"{running}\")")
+        page.wait_for_timeout(800)
+        if page.locator(running).count() == 0:
+            return
 
 
 def rss_mb(pid: int) -> float:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import wlm  # noqa: F401  (warning filters)
+import wlm
 from wlm.corpus import Corpus
 from wlm.model import LSTMModel, ModelConfig
 
@@ -15,6 +15,20 @@ TINY_TEXT = {
     "valid": "the cat sat on the log\nthe dog ran\n" * 5,
     "test": "a dog sat on the mat\nthe cat ran on the log\nzebra\n" * 5,
 }
+
+
+def pytest_configure(config):
+    # pytest re-enables deprecation warnings inside each test; keep silent what wlm keeps silent.
+    for category, message in wlm.KNOWN_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:{category.__name__}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Tests never read or write the user's cache (~/.cache/wlm); one folder serves the whole run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WLM_CACHE_DIR", str(tmp_path_factory.mktemp("wlm-cache")))
+        yield
 
 
 def write_corpus(path: Path, texts: dict[str, str] = TINY_TEXT, newline: str = "\n") -> Path:

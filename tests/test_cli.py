@@ -106,7 +106,9 @@ def test_train_then_bundle(tmp_path, tiny_dir, tiny_corpus):
 
 def test_corpus_command(tiny_dir):
     stats = json.loads(run("corpus", "--data", str(tiny_dir), "--reference", check_rc=0).stdout)
-    assert stats["same_ids"] is True and stats["vocab"] > 10
+    assert stats["same_ids"] is True and stats["vocab"] > 10 and stats["split_seconds"] >= 0
+    again = json.loads(run("corpus", "--data", str(tiny_dir), check_rc=0).stdout)
+    assert again["from_cache"] is True and again["test_tokens"] == stats["test_tokens"]
 
 
 def test_download_offline_message(tmp_path):

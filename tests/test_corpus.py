@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from wlm.corpus import Corpus, Dictionary, batchify, get_batch, reference_ids
+from wlm.corpus import KEEP_CACHED, Corpus, Dictionary, batchify, get_batch, reference_ids
 from wlm.errors import WlmError
 
 from conftest import TINY_TEXT, write_corpus
@@ -81,9 +81,71 @@ def test_real_counts_and_reference(real_dir, real_corpus):
     dictionary, (train, valid, test) = reference_ids(real_dir)
     reference_s = time.perf_counter() - start
     start = time.perf_counter()
-    fresh = Corpus(real_dir)
+    fresh = Corpus(real_dir, cache=False)
     ours_s = time.perf_counter() - start
     assert fresh.dictionary.idx2word == dictionary.idx2word
     assert torch.equal(fresh.train, train) and torch.equal(fresh.valid, valid) and torch.equal(fresh.test, test)
     # A ratio from one run, not absolute seconds: the fast reader must not be slower than the plain loop.
     assert ours_s < reference_s * 1.1, (ours_s, reference_s)
+
+
+def test_lines_end_only_at_newlines(tmp_path):
+    # A form feed or a Unicode line separator inside a line is whitespace, not a line break:
+    # the tutorial's file iteration gives one <eos> per newline and no more.
+    path = write_corpus(tmp_path / "c", {**TINY_TEXT, "valid": "the cat\x0csat\u2028on the mat\rthe dog\n"})
+    corpus = Corpus(path, cache=False)
+    dictionary, (_, valid, _) = reference_ids(path)
+    assert corpus.dictionary == dictionary and torch.equal(corpus.valid, valid)
+    assert corpus.valid.tolist().count(corpus.dictionary.word2idx["<eos>"]) == 2
+
+
+def _same(a: Corpus, b: Corpus) -> bool:
+    return (a.dictionary == b.dictionary and a.dictionary.word2idx == b.dictionary.word2idx
+            and all(torch.equal(getattr(a, s), getattr(b, s)) for s in ("train", "valid", "test")))
+
+
+def test_cache_gives_the_same_corpus(tmp_path, monkeypatch, tiny_dir):
+    monkeypatch.setenv("WLM_CACHE_DIR", str(tmp_path / "cache"))
+    first, second = Corpus(tiny_dir), Corpus(tiny_dir)
+    assert (first.from_cache, second.from_cache) == (False, True)
+    assert _same(first, second) and _same(second, Corpus(tiny_dir, cache=False))
+    assert len(list((tmp_path / "cache" / "corpus").iterdir())) == 1
+
+
+def test_cache_misses_when_the_text_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("WLM_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_corpus(tmp_path / "c")
+    Corpus(path)
+    (path / "test.txt").write_text("the platypus sat\n", encoding="utf-8")
+    changed = Corpus(path)
+    assert not changed.from_cache and changed.dictionary.idx2word[-1] == "platypus"
+
+
+def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch, tiny_dir):
+    monkeypatch.setenv("WLM_CACHE_DIR", str(tmp_path / "cache"))
+    good = Corpus(tiny_dir)
+    [entry] = (tmp_path / "cache" / "corpus").iterdir()
+    entry.write_bytes(entry.read_bytes()[:200])  # truncated
+    rebuilt = Corpus(tiny_dir)
+    assert not rebuilt.from_cache and _same(good, rebuilt)
+    assert Corpus(tiny_dir).from_cache  # and written again
+
+
+def test_unwritable_cache_still_loads(tmp_path, monkeypatch, tiny_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("WLM_CACHE_DIR", str(blocker))
+    assert _same(Corpus(tiny_dir), Corpus(tiny_dir, cache=False))
+
+
+def test_cache_keeps_only_the_latest_corpora(tmp_path, monkeypatch):
+    monkeypatch.setenv("WLM_CACHE_DIR", str(tmp_path / "cache"))
+    for n in range(KEEP_CACHED + 2):
+        Corpus(write_corpus(tmp_path / f"c{n}", {**TINY_TEXT, "test": f"corpus number {n}\n"}))
+    assert len(list((tmp_path / "cache" / "corpus").iterdir())) == KEEP_CACHED
+    assert Corpus(tmp_path / f"c{KEEP_CACHED + 1}").from_cache and not Corpus(tmp_path / "c0").from_cache
+
+
+def test_real_corpus_from_cache_is_identical(real_dir, real_corpus):
+    cached = Corpus(real_dir)
+    assert cached.from_cache and _same(cached, real_corpus)

@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 
 import pytest
@@ -136,3 +137,17 @@ def test_cli_compare_with_engines_json(tmp_path, tiny_dir, monkeypatch, capsys):
     assert [(r["variant"], r["engine"]) for r in rows][2:] == [("fp32", "onnxruntime"), ("int8", "onnxruntime")]
     assert all(list(r) == ENGINE_COLUMNS for r in rows)
     assert list((tmp_path / "onnx").iterdir())  # the export went to $WLM_CACHE_DIR
+
+
+def test_old_exports_are_pruned(tmp_path, tiny_corpus):
+    root = tmp_path / "onnx"
+    for n in range(onnx_engine.KEEP_EXPORTS + 1):
+        old = root / f"old-export-{n}"
+        old.mkdir(parents=True)
+        (old / "model.fp32.onnx").write_bytes(b"stale")
+        os.utime(old, (1_000_000 + n, 1_000_000 + n))
+    paths = onnx_files(tiny_model(len(tiny_corpus.dictionary)), cache_dir=root)
+    kept = sorted(p.name for p in root.iterdir())
+    assert len(kept) == onnx_engine.KEEP_EXPORTS and paths["int8"].parent.name in kept
+    # The most recently used of the old ones survive; the oldest go.
+    assert "old-export-0" not in kept and f"old-export-{onnx_engine.KEEP_EXPORTS}" in kept

@@ -3,14 +3,21 @@
 Each line becomes ``line.split() + ['<eos>']``; ids are handed out in order of first
 appearance over train, then valid, then test. That order is what makes a checkpoint
 trained on this corpus line up with its vocabulary, so it must never change.
+
+Splitting 2 M words takes most of a second, so the ids and vocabulary are also kept in the
+on-disk cache, keyed by a hash of the three files' bytes: later loads of the same text read them back.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from .cache import cache_root, prune, touch, write_atomically
 from .errors import WlmError
 
 EOS = "<eos>"
@@ -55,45 +62,112 @@ def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else DEFAULT_DATA_DIR
 
 
-def _read_words(path: Path) -> list[str]:
+# Bump when tokenisation or the cached layout changes, so older cache entries are not reused.
+CACHE_FORMAT = b"wlm-corpus-1"
+KEEP_CACHED = 4  # corpora kept in the cache (Wikitext-2 takes 20 MB)
+
+
+def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise WlmError(
             f"corpus file {path} is missing: the corpus directory needs train.txt, valid.txt and test.txt "
             "(pass --data DIR, set WLM_DATA_DIR, or run `python -m wlm download`)"
         )
     try:
-        # Text mode turns CRLF into LF, and str.split() ignores stray '\r' anyway.
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes()
+    except OSError as exc:
+        raise WlmError(f"corpus file {path} cannot be read ({exc})") from None
+
+
+def _words(path: Path, raw: bytes) -> list[str]:
+    try:
+        # Universal newlines, as a text-mode read (the tutorial's): CRLF and a lone CR end a line.
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as exc:
         raise WlmError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # a trailing newline ends the last line; it does not start another (as file iteration)
     words: list[str] = []
-    for line in text.splitlines():
+    for line in lines:
         words.extend(line.split())
         words.append(EOS)
-    # splitlines() drops the final empty piece that a trailing newline makes, as file iteration does.
     if not words or all(w == EOS for w in words):
         raise WlmError(f"corpus file {path} has no words; each split needs at least one line of text")
     return words
 
 
-class Corpus:
-    """Train/valid/test as int64 id tensors plus the shared ``Dictionary``."""
+def _tokenise(path: Path, raw: dict[str, bytes]) -> tuple[Dictionary, dict[str, torch.Tensor]]:
+    dictionary = Dictionary()
+    word2idx = dictionary.word2idx
+    ids: dict[str, torch.Tensor] = {}
+    for split in SPLITS:
+        words = _words(path / f"{split}.txt", raw[split])
+        # setdefault evaluates len() before inserting, so a new word gets the next id.
+        ids[split] = torch.tensor([word2idx.setdefault(w, len(word2idx)) for w in words], dtype=torch.int64)
+    dictionary.idx2word = list(word2idx)
+    return dictionary, ids
 
-    def __init__(self, path: str | os.PathLike | None = None):
+
+def _cache_file(raw: dict[str, bytes]) -> Path:
+    digest = hashlib.sha256(CACHE_FORMAT)
+    for split in SPLITS:
+        digest.update(f"|{split}|{len(raw[split])}|".encode())
+        digest.update(raw[split])
+    return cache_root() / "corpus" / f"{digest.hexdigest()[:32]}.safetensors"
+
+
+def _read_cached(file: Path) -> tuple[Dictionary, dict[str, torch.Tensor]] | None:
+    """The cached ids and vocabulary, or None when absent or not as written (then they are rebuilt)."""
+    try:
+        with safe_open(file, framework="pt") as f:
+            words = (f.metadata() or {})["vocab"].split("\n")
+            ids = {split: f.get_tensor(split) for split in SPLITS}
+    except (OSError, SafetensorError, KeyError, ValueError, RuntimeError):
+        return None
+    if not all(t.dtype == torch.int64 and t.dim() == 1 and t.numel() > 0 and 0 <= int(t.min()) and
+               int(t.max()) < len(words) for t in ids.values()):
+        return None
+    dictionary = Dictionary()
+    dictionary.idx2word = words
+    dictionary.word2idx = {w: i for i, w in enumerate(words)}
+    return dictionary, ids
+
+
+def _write_cached(file: Path, dictionary: Dictionary, ids: dict[str, torch.Tensor]) -> None:
+    # A cache that cannot be written (read-only home, full disk) only costs the next load its speed.
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(file, lambda tmp: save_file(ids, tmp, metadata={"vocab": "\n".join(dictionary.idx2word)}))
+        prune(file.parent, KEEP_CACHED)
+    except OSError:
+        pass
+
+
+class Corpus:
+    """Train/valid/test as int64 id tensors plus the shared ``Dictionary``.
+
+    ``cache=False`` always splits the text (and neither reads nor writes the on-disk cache).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, cache: bool = True):
         self.path = resolve_data_dir(path)
         if not self.path.is_dir():
             raise WlmError(
                 f"corpus directory {self.path} does not exist; pass --data DIR, set WLM_DATA_DIR, "
                 "or run `python -m wlm download` to fetch Wikitext-2 into ./data/wikitext-2"
             )
-        self.dictionary = Dictionary()
-        word2idx = self.dictionary.word2idx
-        ids: dict[str, torch.Tensor] = {}
-        for split in SPLITS:
-            words = _read_words(self.path / f"{split}.txt")
-            # setdefault evaluates len() before inserting, so a new word gets the next id.
-            ids[split] = torch.tensor([word2idx.setdefault(w, len(word2idx)) for w in words], dtype=torch.int64)
-        self.dictionary.idx2word = list(word2idx)
+        raw = {split: _read_bytes(self.path / f"{split}.txt") for split in SPLITS}
+        file = _cache_file(raw) if cache else None
+        loaded = _read_cached(file) if file is not None and file.is_file() else None
+        self.from_cache = loaded is not None
+        if loaded is None:
+            loaded = _tokenise(self.path, raw)
+            if file is not None:
+                _write_cached(file, *loaded)
+        else:
+            touch(file)
+        self.dictionary, ids = loaded
         self.train, self.valid, self.test = ids["train"], ids["valid"], ids["test"]
 
     def split(self, name: str) -> torch.Tensor:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import cache_root, prune, touch, write_atomically
 from .errors import WlmError
 
 ENGINES = ("torch", "onnxruntime")
@@ -30,6 +30,8 @@ INPUT_NAMES = ["input", "h0", "c0"]
 OUTPUT_NAMES = ["logits", "hn", "cn"]
 # Bump when the export or quantization steps change, so older cached files are not reused.
 FORMAT_VERSION = 1
+# Exported models kept on disk (the most recently used); each takes ~145 MB.
+KEEP_EXPORTS = 3
 
 
 def parse_engines(text: str | None) -> list[str]:
@@ -50,12 +52,6 @@ def require_onnxruntime():
         raise WlmError(f"the onnxruntime engine needs the onnx and onnxruntime packages ({exc}); install them with "
                        "`pip install onnx onnxruntime` or `pip install -r requirements.txt`") from None
     return onnxruntime
-
-
-def cache_root() -> Path:
-    """Where exported files live: $WLM_CACHE_DIR, else ~/.cache/wlm."""
-    env = os.environ.get("WLM_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "wlm"
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -120,26 +116,14 @@ def quantize_onnx(source: Path, path: Path) -> None:
         raise WlmError(f"quantizing the ONNX model failed ({type(exc).__name__}: {exc})") from None
 
 
-def _write_atomically(path: Path, write) -> None:
-    # Write next to the target and rename, so a reader never sees half a file
-    # and two processes exporting the same model do not corrupt each other's output.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def onnx_files(model: nn.Module, cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Paths of the fp32 and int8 ONNX files for ``model``, exporting and quantizing them if not cached."""
     require_onnxruntime()
     _check_float(model)
     options = export_options()
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
-    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "onnx"
-    folder = folder / f"{weights_hash(model)[:20]}-{key}"
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "onnx"
+    folder = root / f"{weights_hash(model)[:20]}-{key}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -147,12 +131,14 @@ def onnx_files(model: nn.Module, cache_dir: str | Path | None = None) -> dict[st
                        "folder") from None
     paths = {"fp32": folder / "model.fp32.onnx", "int8": folder / "model.int8.onnx"}
     if not paths["fp32"].is_file():
-        _write_atomically(paths["fp32"], lambda tmp: export_onnx(model, tmp))
+        write_atomically(paths["fp32"], lambda tmp: export_onnx(model, tmp))
     if not paths["int8"].is_file():
-        _write_atomically(paths["int8"], lambda tmp: quantize_onnx(paths["fp32"], tmp))
+        write_atomically(paths["int8"], lambda tmp: quantize_onnx(paths["fp32"], tmp))
     options_file = folder / "options.json"
     if not options_file.is_file():
         options_file.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
+    touch(folder)
+    prune(root, KEEP_EXPORTS)
     return paths
 
 
