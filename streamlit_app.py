@@ -17,11 +17,12 @@ import torch
 
 import wlm  # noqa: F401  (quantization warning filters)
 from wlm import charts, explore
-from wlm.checkpoint import WEIGHTS_FILE, LoadedModel, default_model_path, load_model
+from wlm.checkpoint import WEIGHTS_FILE, LoadedModel, default_model_path, load_checkpoint_bytes, load_model
 from wlm.compare import compare_variants, engine_labels
 from wlm.corpus import Corpus, Dictionary, resolve_data_dir
 from wlm.errors import WlmError
 from wlm.evaluate import num_threads
+from wlm.export import load_note, quantized_bytes
 from wlm.fidelity import compare_outputs, quantized_weights, weight_histogram, weight_sqnr
 from wlm.generate import MAX_WORDS, first_difference, generate
 from wlm.onnx_engine import onnx_model
@@ -48,7 +49,7 @@ def load_corpus(path: str) -> Corpus:
 def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedModel:
     """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given."""
     if kind == "upload":
-        loaded = explore.load_checkpoint_bytes(_data, location.split("|", 1)[0])
+        loaded = load_checkpoint_bytes(_data, location.split("|", 1)[0])
     else:
         loaded = load_model(None if kind == "bundled" else location)
     explore.release_memory()
@@ -403,18 +404,20 @@ def model_section(setup: Setup) -> None:
     show(charts.size_chart(sizes))
     table = sizes.pivot(index="part", columns="model", values="mb").loc[charts.PART_ORDER]
     table.loc["total"] = table.sum()
-    st.dataframe(table.style.format(charts.format_mb))
+    # A static table and plain preformatted text: nothing to scroll on a projector, and the
+    # first page needs neither the data grid's nor the syntax highlighter's scripts.
+    st.table(table.style.format(charts.format_mb))
     left, right = st.columns(2)
     with left.expander("Float architecture"):
-        st.code(str(model), language="text")
+        st.text(str(model))
     with right.expander("Quantized architecture"):
-        st.code(str(quant), language="text")
+        st.text(str(quant))
     file_name = f"wlm-{spec.label.replace(' ', '-').replace('+', '_')}.pt"
-    st.download_button("Download the quantized model", data=lambda: explore.quantized_bytes(quant),
+    st.download_button("Download the quantized model", data=lambda: quantized_bytes(quant),
                        file_name=file_name, mime="application/octet-stream", on_click="ignore",
                        help="torch.save of its state_dict (LSTM weights as plain tensors)")
     st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
-    st.code(explore.load_note(model.config, spec, file_name), language="python")
+    st.code(load_note(model.config, spec, file_name), language="python")
 
 
 def _stream_in_bursts(words, sink: list[str], seconds: float = 0.1):
@@ -614,7 +617,7 @@ def walkthrough_section(setup: Setup) -> None:
             st.session_state[f"walk_done_{index}"] = True
             if index == 0:
                 st.write(f"{weights_in(setup.source_key, PRESETS['fp32'], setup.model):,} parameters.")
-                st.code(str(setup.model), language="text")
+                st.text(str(setup.model))
             elif index == 1:
                 if setup.corpus is None:
                     st.info(setup.missing)
@@ -632,7 +635,7 @@ def walkthrough_section(setup: Setup) -> None:
                     words = list(generate(setup.model, setup.dictionary, words=40, temperature=1.0, seed=setup.seed))
                     st.markdown(charts.paired_html(words, None), unsafe_allow_html=True)
             elif index == 4:
-                st.code(str(setup.quant), language="text")
+                st.text(str(setup.quant))
             elif index == 5:
                 sizes = part_sizes(setup.source_key, setup.spec, setup.model, setup.quant)
                 show(charts.size_chart(sizes))

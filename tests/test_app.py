@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, write_corpus
 from wlm.checkpoint import save_bundle
 from wlm.evaluate import evaluate
-from wlm.explore import quantized_bytes
+from wlm.export import quantized_bytes
 from wlm.generate import generate, generate_pair
 from wlm.quantize import PRESETS, quantize
 
@@ -58,7 +58,7 @@ def takeaways(at: AppTest) -> list[str]:
 
 
 def size_table(at: AppTest):
-    return at.tabs[0].dataframe[0].value  # the Model section's only table
+    return at.tabs[0].table[0].value  # the Model section's only table
 
 
 def test_first_render_shows_every_section_and_the_size_chart(app_env):
@@ -73,6 +73,10 @@ def test_first_render_shows_every_section_and_the_size_chart(app_env):
     assert table.loc["lstm", "quantized"] < table.loc["lstm", "float"]
     assert at.sidebar.selectbox(key="preset").value == "tutorial"
     assert at.query_params["preset"] in ("tutorial", ["tutorial"])
+    # The printed architectures, float and quantized, as the tutorial prints them.
+    printed = [t.value for t in at.tabs[0].text]
+    assert printed[0].startswith("LSTMModel(") and "(rnn): LSTM(" in printed[0]
+    assert "DynamicQuantizedLSTM" in printed[1] and "DynamicQuantizedLinear" in printed[1]
 
 
 def test_every_button_of_every_section_runs_without_error(app_env):

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import pickle
@@ -5,7 +6,8 @@ import pickle
 import pytest
 import torch
 
-from wlm.checkpoint import config_from_state_dict, load_bundle, load_model, open_model, random_model, save_bundle
+from wlm.checkpoint import (config_from_state_dict, load_bundle, load_checkpoint_bytes, load_model, open_model,
+                            random_model, save_bundle)
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
 from wlm.model import ModelConfig
@@ -126,3 +128,27 @@ def test_bundle_vocab_must_fit(tmp_path):
         load_bundle(tmp_path / "b")
     card = json.loads((tmp_path / "b" / "card.json").read_text())
     assert card["config"]["nlayers"] == 2
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this should never run",))
+
+
+def test_load_checkpoint_bytes_accepts_a_state_dict_and_refuses_code(tmp_path, capsys):
+    model = tiny_model(30, nlayers=1)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    loaded = load_checkpoint_bytes(buffer.getvalue(), "mine.pth")
+    assert loaded.source == "upload mine.pth"
+    assert torch.equal(loaded.model.decoder.weight, model.decoder.weight)
+    evil = io.BytesIO()
+    torch.save({"encoder.weight": _RunsCode()}, evil)
+    with pytest.raises(WlmError, match="refused") as info:
+        load_checkpoint_bytes(evil.getvalue(), "evil.pth")
+    assert "'evil.pth'" in str(info.value)
+    assert "should never run" not in capsys.readouterr().out
+    with pytest.raises(WlmError, match="cannot be read"):
+        load_checkpoint_bytes(buffer.getvalue()[:100], "cut.pth")
+    with pytest.raises(WlmError):
+        load_checkpoint_bytes(pickle.dumps([1, 2]), "list.pth")

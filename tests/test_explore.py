@@ -1,6 +1,4 @@
-import io
 import math
-import pickle
 
 import pytest
 import torch
@@ -10,11 +8,9 @@ from wlm.compare import compare_variants
 from wlm.corpus import EOS, UNK, Dictionary
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate
-from wlm.explore import (compare_next_words, load_checkpoint_bytes, load_note, load_quantized,
-                         quantized_bytes, size_by_part, surprisal_pair,
-                         text_to_words, thread_sweep, tokens_for_seconds, top_next_words, with_delta_loss,
-                         word_surprisal)
-from wlm.quantize import PRESETS, QuantSpec, module_sizes, quantize
+from wlm.explore import (compare_next_words, size_by_part, surprisal_pair, text_to_words, thread_sweep,
+                         tokens_for_seconds, top_next_words, with_delta_loss, word_surprisal)
+from wlm.quantize import PRESETS, module_sizes, quantize
 
 
 def test_size_by_part_matches_module_sizes_and_shows_what_quantizing_shrinks():
@@ -137,65 +133,3 @@ def test_with_delta_loss_is_relative_to_float(tiny_corpus):
     table = with_delta_loss(compare_variants(model, tiny_corpus.test, ["tutorial"], max_tokens=50))
     assert table.loc[0, "delta_loss"] == 0
     assert table.loc[1, "delta_loss"] == pytest.approx(table.loc[1, "loss"] - table.loc[0, "loss"])
-
-
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_quantized_model_file_reloads_with_identical_outputs(name):
-    model = tiny_model(60, nlayers=2)
-    quant = quantize(model, PRESETS[name])
-    data = quantized_bytes(quant)
-    # The file is plain tensors: the safe loader accepts it.
-    torch.load(io.BytesIO(data), weights_only=True)
-    torch.manual_seed(123)  # the rebuilt model starts from other random weights
-    again = load_quantized(data, model.config, PRESETS[name])
-    x = torch.randint(60, (30, 1), generator=torch.Generator().manual_seed(0))
-    a, _ = quant(x, quant.init_hidden(1))
-    b, _ = again(x, again.init_hidden(1))
-    assert torch.equal(a, b)
-
-
-def test_load_note_code_runs_and_loads_the_file(tmp_path):
-    model = tiny_model(40)
-    spec = PRESETS["int8+emb4"]
-    quant = quantize(model, spec)
-    path = tmp_path / "q.pt"
-    path.write_bytes(quantized_bytes(quant))
-    scope: dict = {}
-    exec(load_note(model.config, spec, str(path)), scope)
-    x = torch.tensor([[1], [2], [3]])
-    assert torch.equal(scope["model"](x, quant.init_hidden(1))[0], quant(x, quant.init_hidden(1))[0])
-
-
-def test_load_quantized_rejects_a_wrong_spec_and_junk():
-    model = tiny_model(40)
-    data = quantized_bytes(quantize(model, PRESETS["tutorial"]))
-    with pytest.raises(WlmError, match="does not fit"):
-        load_quantized(data, model.config, PRESETS["fp32"])
-    with pytest.raises(WlmError, match="does not fit"):
-        load_quantized(data, model.config, QuantSpec(lstm=True, linear=True, embedding=True))
-    with pytest.raises(WlmError, match="cannot be read"):
-        load_quantized(b"not a torch file", model.config, PRESETS["tutorial"])
-
-
-class _RunsCode:
-    def __reduce__(self):
-        return (print, ("this should never run",))
-
-
-def test_load_checkpoint_bytes_accepts_a_state_dict_and_refuses_code(tmp_path, capsys):
-    model = tiny_model(30, nlayers=1)
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    loaded = load_checkpoint_bytes(buffer.getvalue(), "mine.pth")
-    assert loaded.source == "upload mine.pth"
-    assert torch.equal(loaded.model.decoder.weight, model.decoder.weight)
-    evil = io.BytesIO()
-    torch.save({"encoder.weight": _RunsCode()}, evil)
-    with pytest.raises(WlmError, match="refused") as info:
-        load_checkpoint_bytes(evil.getvalue(), "evil.pth")
-    assert "'evil.pth'" in str(info.value)
-    assert "should never run" not in capsys.readouterr().out
-    with pytest.raises(WlmError, match="cannot be read"):
-        load_checkpoint_bytes(buffer.getvalue()[:100], "cut.pth")
-    with pytest.raises(WlmError):
-        load_checkpoint_bytes(pickle.dumps([1, 2]), "list.pth")

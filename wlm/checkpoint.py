@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import re
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,4 +217,18 @@ def open_model(checkpoint: str | Path | None = None, *, random_init: bool = Fals
         loaded.dictionary = corpus.dictionary
     elif loaded.dictionary is None:
         raise WlmError(f"{loaded.source} has no vocabulary of its own; pass --data DIR (the corpus it was trained on)")
+    return loaded
+
+
+def load_checkpoint_bytes(data: bytes, name: str) -> LoadedModel:
+    """Load an uploaded ``.pth`` state_dict or ``.safetensors`` file, never running code inside it."""
+    suffix = ".safetensors" if name.lower().endswith(".safetensors") else ".pth"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            loaded = load_model(path)
+        except WlmError as exc:
+            raise WlmError(str(exc).replace(str(path), repr(name))) from None
+    loaded.source = f"upload {name}"
     return loaded

@@ -1,30 +1,23 @@
 """Small measurements the interactive demo shows: sizes per part, next-word odds, per-word
-surprise, a thread sweep, and a quantized model written to (and read back from) one file.
+surprise and a thread sweep.
 
 Everything here returns plain values or pandas DataFrames, so any front end can lay them out.
 """
 from __future__ import annotations
 
 import ctypes
-import io
 import math
-import os
 import sys
-import tempfile
-from collections import OrderedDict
-from pathlib import Path
-from typing import BinaryIO
 
 import pandas as pd
 import torch
 from torch import nn
 
-from .checkpoint import LoadedModel, load_model
 from .corpus import EOS, UNK, Dictionary
 from .errors import WlmError
 from .evaluate import evaluate, num_threads
 from .generate import encode_prompt
-from .model import LSTMModel, ModelConfig
+from .model import LSTMModel
 from .quantize import PARTS, QuantSpec, module_sizes, quantize
 
 MB = 1e6
@@ -197,99 +190,3 @@ def with_delta_loss(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     out["delta_loss"] = out["loss"] - float(out.loc[out["variant"] == "fp32", "loss"].iloc[0])
     return out
-
-
-# --- a quantized model in one file -----------------------------------------------------------
-
-def portable_state_dict(model: nn.Module) -> dict:
-    """The model's state_dict with quantized LSTM weights as plain (quantized) tensors.
-
-    A dynamically quantized LSTM keeps its weights in packed script objects that
-    ``torch.load(weights_only=True)`` refuses to read; we store the tensors inside them under the
-    float model's names (``rnn.weight_ih_l0`` ...) instead, so the file loads without running code.
-    """
-    state = model.state_dict()
-    if hasattr(model.rnn, "_weight_bias"):
-        state = {k: v for k, v in state.items() if not k.startswith("rnn.")}
-        packed = model.rnn._weight_bias()
-        for kind in ("weight", "bias"):
-            for name, tensor in packed[kind].items():
-                state[f"rnn.{name}"] = tensor
-    return state
-
-
-def quantized_bytes(model: nn.Module) -> bytes:
-    """``torch.save`` of ``portable_state_dict(model)``: the file the demo offers for download."""
-    buffer = io.BytesIO()
-    torch.save(portable_state_dict(model), buffer)
-    return buffer.getvalue()
-
-
-def load_quantized(file: str | os.PathLike | BinaryIO | bytes, config: ModelConfig, spec: QuantSpec) -> nn.Module:
-    """Rebuild a quantized model from a ``quantized_bytes`` file: same config, same spec, same outputs."""
-    if isinstance(file, bytes):
-        file = io.BytesIO(file)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; all mean "not this format"
-        raise WlmError(f"the quantized model file cannot be read ({str(exc).splitlines()[0]}); "
-                       "it must come from the demo's download button") from None
-    if not isinstance(state, dict):
-        raise WlmError("the quantized model file does not hold a state_dict")
-    model = quantize(LSTMModel(config).eval(), spec)
-    # Module versions decide how quantized modules read their entries; a fresh model of the same
-    # spec carries the right ones for this torch.
-    metadata = getattr(model.state_dict(), "_metadata", {})
-    parts = {name: OrderedDict() for name in ("encoder", "rnn", "decoder")}
-    for key, value in state.items():
-        head, _, rest = key.partition(".")
-        if head not in parts:
-            raise WlmError(f"the quantized model file has an unexpected entry {key!r}; it must come from the "
-                           "demo's download button")
-        parts[head][rest] = value
-    for name, sub in parts.items():
-        sub._metadata = {k.removeprefix(name).removeprefix("."): v for k, v in metadata.items()
-                         if k == name or k.startswith(name + ".")}
-    try:
-        for name, sub in parts.items():
-            module = getattr(model, name)
-            if name == "rnn" and hasattr(module, "set_weight_bias"):
-                # A quantized LSTM is rebuilt from its tensors (see portable_state_dict).
-                module.set_weight_bias(sub)
-            else:
-                module.load_state_dict(sub)
-    except (RuntimeError, KeyError, AttributeError) as exc:
-        raise WlmError(f"the file does not fit {spec.label} with {config} ({str(exc).splitlines()[0]}); "
-                       "load it with the config and spec it was saved with") from None
-    return model.eval()
-
-
-def load_note(config: ModelConfig, spec: QuantSpec, file_name: str) -> str:
-    """Python that loads a downloaded quantized model back (shown next to the download button)."""
-    fields = ", ".join(f"{k}={v!r}" for k, v in spec.to_dict().items())
-    return (
-        "import wlm\n"
-        "from wlm.explore import load_quantized\n"
-        "from wlm.model import ModelConfig\n"
-        "from wlm.quantize import QuantSpec\n\n"
-        f"model = load_quantized({file_name!r},\n"
-        f"                       ModelConfig(ntoken={config.ntoken}, ninp={config.ninp}, nhid={config.nhid}, "
-        f"nlayers={config.nlayers}),\n"
-        f"                       QuantSpec({fields}))\n"
-    )
-
-
-# --- checkpoints given as bytes (uploads) ----------------------------------------------------
-
-def load_checkpoint_bytes(data: bytes, name: str) -> LoadedModel:
-    """Load an uploaded ``.pth`` state_dict or ``.safetensors`` file, never running code inside it."""
-    suffix = ".safetensors" if name.lower().endswith(".safetensors") else ".pth"
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(data)
-        try:
-            loaded = load_model(path)
-        except WlmError as exc:
-            raise WlmError(str(exc).replace(str(path), repr(name))) from None
-    loaded.source = f"upload {name}"
-    return loaded
