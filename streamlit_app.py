@@ -7,12 +7,22 @@ shared by every session (``st.cache_resource``); measured results are reused (``
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
-import pandas as pd
 import streamlit as st
+
+# A fresh server's first run spends about 1.5 s importing torch, pandas and Altair; the page's
+# frame goes out first, so a class looks at a title and a note rather than a blank tab.
+st.set_page_config(page_title="Quantizing an LSTM language model", page_icon="🧮", layout="wide")
+st.title("Dynamic quantization of an LSTM language model")
+starting = st.empty()
+if "torch" not in sys.modules:
+    starting.caption("Starting up: loading PyTorch and the model…")
+
+import pandas as pd
 import torch
 
 import wlm  # noqa: F401  (quantization warning filters)
@@ -648,12 +658,11 @@ def walkthrough_section(setup: Setup) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Quantizing an LSTM language model", page_icon="🧮", layout="wide")
     use_one_thread()
     init_from_query_params()
-    st.title("Dynamic quantization of an LSTM language model")
     config, spec = sidebar()
     setup = resolve_setup(config, spec)
+    starting.empty()
     if setup is None:
         corpus_panel()
         return
