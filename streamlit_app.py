@@ -66,10 +66,17 @@ def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedM
     return loaded
 
 
+@st.cache_resource(max_entries=3)
+def quantized_parts(source_key: str) -> dict:
+    """Quantized parts of a source's model, lent from one variant to the next (7 kinds at most:
+    8- or 4-bit embedding, qint8 or float16 LSTM, three decoders), so a toggle quantizes only what changed."""
+    return {}
+
+
 @st.cache_resource(show_spinner="Quantizing…", max_entries=3)
 def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
     """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
-    variant = quantize(_model, spec)
+    variant = quantize(_model, spec, quantized_parts(source_key))
     explore.release_memory()  # the temporary copies of the quantized parts
     return variant
 

@@ -122,3 +122,24 @@ def test_variants_share_float_parts_and_match_a_full_copy(name):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert isinstance(model.rnn, nn.LSTM) and isinstance(model.decoder, nn.Linear)
     assert not any(hasattr(m, "qconfig") for m in model.modules())
+
+
+def test_variants_built_from_shared_parts_equal_fresh_ones():
+    model = tiny_model(80)
+    parts: dict = {}
+    tutorial = quantize(model, PRESETS["tutorial"], parts)
+    assert len(parts) == 2  # the LSTM and the decoder
+    with_embedding = quantize(model, PRESETS["int8+emb8"], parts)
+    # Only the embedding was quantized anew; the LSTM and decoder are the tutorial variant's.
+    assert with_embedding.rnn is tutorial.rnn and with_embedding.decoder is tutorial.decoder
+    assert with_embedding.encoder is not model.encoder and len(parts) == 3
+    per_channel = quantize(model, PRESETS["per-channel"], parts)
+    assert per_channel.rnn is tutorial.rnn and per_channel.decoder is not tutorial.decoder
+    x = torch.randint(80, (12, 1), generator=torch.Generator().manual_seed(2))
+    for name, variant in (("int8+emb8", with_embedding), ("per-channel", per_channel), ("tutorial", tutorial)):
+        fresh = quantize(model, PRESETS[name])
+        assert torch.equal(variant(x, variant.init_hidden(1))[0], fresh(x, fresh.init_hidden(1))[0]), name
+    # Building variants never switches the float model's own modules out of training mode.
+    model.train()
+    quantize(model, PRESETS["int8+emb4"], parts)
+    assert all(m.training for m in model.modules())

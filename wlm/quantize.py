@@ -103,36 +103,64 @@ def _weight_qconfig(spec: QuantSpec, module: str):
     return tq.default_dynamic_qconfig
 
 
-def quantize(model: LSTMModel, spec: QuantSpec) -> nn.Module:
-    """A dynamically quantized variant of ``model``; the float model itself when ``spec`` quantizes nothing.
+def _part_keys(spec: QuantSpec) -> dict[str, tuple]:
+    """What each quantized submodule depends on: two variants with the same key share the part."""
+    keys: dict[str, tuple] = {}
+    if spec.embedding:
+        keys["encoder"] = ("embedding", spec.embedding_bits)
+    if spec.lstm:
+        keys["rnn"] = ("lstm", spec.dtype)
+    if spec.linear:
+        keys["decoder"] = ("linear", spec.dtype, spec.per_channel)
+    return keys
 
-    Only the parts being quantized are copied. The parts left in float are the float model's own
-    modules, shared and only read: a cached tutorial variant would otherwise carry its own copy of
-    the 68 MB float embedding. ``model`` is never modified.
-    """
-    if spec.is_float:
-        return model
-    parts = {"encoder": spec.embedding, "rnn": spec.lstm, "decoder": spec.linear}
-    # A shell with its own child table: float parts become placeholders, so quantize_dynamic
-    # never sees (or marks) the shared modules.
+
+def _quantize_parts(model: LSTMModel, spec: QuantSpec, names: set[str]) -> dict[str, nn.Module]:
+    """Fresh quantized copies of the submodules ``names`` (a subset of what ``spec`` quantizes)."""
+    # A shell with its own child table: the other parts become placeholders, so quantize_dynamic
+    # never sees (or marks) the float model's modules.
     shell = copy.copy(model)
-    shell._modules = {name: copy.deepcopy(module) if parts.get(name) else nn.Identity()
+    shell._modules = {name: copy.deepcopy(module) if name in names else nn.Identity()
                       for name, module in model._modules.items()}
     qconfig_spec: dict = {}
-    if spec.lstm:
+    if "rnn" in names:
         qconfig_spec[nn.LSTM] = _weight_qconfig(spec, "lstm")
-    if spec.linear:
+    if "decoder" in names:
         qconfig_spec[nn.Linear] = _weight_qconfig(spec, "linear")
-    if spec.embedding:
+    if "encoder" in names:
         if spec.embedding_bits == 4:
             shell.encoder = BagEmbedding(shell.encoder)
             qconfig_spec[nn.EmbeddingBag] = tq.float_qparams_weight_only_qconfig_4bit
         else:
             qconfig_spec[nn.Embedding] = tq.float_qparams_weight_only_qconfig
-    variant = tq.quantize_dynamic(shell.eval(), qconfig_spec, inplace=True)
-    for name, module in model._modules.items():
-        if not parts.get(name):
-            setattr(variant, name, module)
+    quantized = tq.quantize_dynamic(shell.eval(), qconfig_spec, inplace=True)
+    return {name: getattr(quantized, name) for name in names}
+
+
+def quantize(model: LSTMModel, spec: QuantSpec, parts: dict | None = None) -> nn.Module:
+    """A dynamically quantized variant of ``model``; the float model itself when ``spec`` quantizes nothing.
+
+    Only the parts being quantized are copied. The parts left in float are the float model's own
+    modules, shared and only read: a cached tutorial variant would otherwise carry its own copy of
+    the 68 MB float embedding. ``model`` is never modified.
+
+    ``parts``, a dict kept by the caller for one float model, collects quantized parts and lends
+    them to later variants: switching the embedding on after the tutorial's variant only quantizes
+    the embedding, and both variants share one quantized LSTM and decoder. Quantized modules are
+    only read in ``forward``, so sharing them is as safe as sharing the float ones.
+    """
+    if spec.is_float:
+        return model
+    keys = _part_keys(spec)
+    known = parts if parts is not None else {}
+    made = _quantize_parts(model, spec, {name for name, key in keys.items() if key not in known})
+    for name, module in made.items():
+        known[keys[name]] = module
+    variant = copy.copy(model)
+    variant._parameters, variant._buffers = dict(model._parameters), dict(model._buffers)
+    variant._modules = {name: known[keys[name]] if name in keys else module
+                        for name, module in model._modules.items()}
+    variant.training = False  # not .eval(): that would also switch the shared float modules
     return variant
 
 
