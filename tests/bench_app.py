@@ -36,15 +36,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_idle(page) -> None:
-    """Until the script run is over: Streamlit shows a running icon while it lasts (after a short
-    delay, so the icon must stay away for a while before the run counts as finished)."""
+def wait_until_idle(page) -> float:
+    """Wait until the script run is over; returns when it ended (time.monotonic()).
+
+    Streamlit shows a running icon while a run lasts (after a short delay), so the icon must stay
+    away for a while before the run counts as finished."""
     running = "[data-testid='stStatusWidgetRunningIcon']"
     while True:
         page.wait_for_function(f"() => !document.querySelector(\"{running}\")")
+        ended = time.monotonic()
         page.wait_for_timeout(800)
         if page.locator(running).count() == 0:
-            return
+            return ended
 
 
 def rss_mb(pid: int) -> float:
@@ -84,8 +87,7 @@ def one_run(env: dict) -> dict[str, float]:
             page.get_by_text(FLOAT_EMBEDDING).wait_for()
             result["open -> its takeaway (s)"] = time.monotonic() - opened
             result["launch -> first chart (s)"] = time.monotonic() - launched
-            wait_until_idle(page)
-            result["open -> first run done (s)"] = time.monotonic() - opened
+            result["open -> first run done (s)"] = wait_until_idle(page) - opened
             sidebar = page.locator("[data-testid='stSidebar']")
             for name, text in (("new variant", QUANTIZED_EMBEDDING), ("cached variant", FLOAT_EMBEDDING)):
                 clicked = time.monotonic()
