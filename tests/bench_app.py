@@ -3,37 +3,27 @@
     WLM_DATA_DIR=../shared/wikitext-2 python tests/bench_app.py [--runs 2]
 
 Reports, per run: server launch to health check, page open to the title and to the first drawn
-chart (and its takeaway), page open to the end of the first script run, quantizing a new variant (the embedding
-toggle) and an already cached one until the size takeaway is refreshed, 1,000 generated words in
-the browser, and the server's resident memory with float and three variants cached. A benchmark,
-not a test: pytest does not collect it and it asserts nothing.
+chart (and its takeaway), page open to the end of the first script run, quantizing a new variant
+(the embedding toggle) and an already cached one until the size takeaway is refreshed, 1,000
+generated words in the browser, and the server's resident memory with float and three variants cached; screenshots of
+the Model and Generate tabs go to artifacts/browser/. A benchmark, not a test: pytest does not
+collect it and it asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from served import CHROMIUM, CHROMIUM_ARGS, REPO, start_app, stop_app
+
+SHOTS = REPO / "artifacts" / "browser"  # ignored by git
 CHART = "[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
 FLOAT_EMBEDDING = "so it caps the saving"  # the size takeaway while the embedding stays float
 QUANTIZED_EMBEDDING = "quantizing the embedding took it from"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_idle(page) -> float:
@@ -56,24 +46,10 @@ def rss_mb(pid: int) -> float:
 
 
 def one_run(env: dict) -> dict[str, float]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     launched = time.monotonic()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result = {}
+    server, url = start_app(env)
+    result = {"server up (s)": time.monotonic() - launched}
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
-                        break
-            except OSError:
-                if server.poll() is not None:
-                    raise SystemExit("streamlit exited before answering its health check")
-            time.sleep(0.05)
-        result["server up (s)"] = time.monotonic() - launched
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -97,6 +73,8 @@ def one_run(env: dict) -> dict[str, float]:
                 wait_until_idle(page)
             sidebar.get_by_text("Per-channel (Linear, qint8)", exact=True).click()  # a third variant
             wait_until_idle(page)
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "bench-model.png"), full_page=True)
             page.get_by_role("tab", name="Generate").click()
             page.get_by_label("Words").fill("1000")
             page.get_by_label("Words").press("Enter")
@@ -106,11 +84,11 @@ def one_run(env: dict) -> dict[str, float]:
             page.get_by_text("from the same seed").or_(page.get_by_text("then part ways")).first.wait_for()
             result["1,000 words, float then int8, in the page (s)"] = time.monotonic() - clicked
             wait_until_idle(page)
+            page.screenshot(path=str(SHOTS / "bench-generate.png"), full_page=True)
             result["server memory, float + 3 variants (MB)"] = rss_mb(server.pid)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_app(server)
     return result
 
 
@@ -120,8 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     if not os.environ.get("WLM_DATA_DIR") and not (REPO / "data" / "wikitext-2").is_dir():
         raise SystemExit("set WLM_DATA_DIR to the Wikitext-2 folder (the app measures on the real corpus)")
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    runs = [one_run(env) for _ in range(args.runs)]
+    runs = [one_run(dict(os.environ)) for _ in range(args.runs)]
     print("| measure | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |")
     print("|---|" + "---:|" * len(runs))
     for key in runs[0]:

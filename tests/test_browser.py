@@ -3,17 +3,13 @@
 Needs Debian's `chromium` package and the `playwright` Python package (.ci/run installs both).
 """
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import REPO, write_corpus
+from served import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
 from wlm.checkpoint import save_bundle
 
 try:
@@ -23,9 +19,6 @@ except ImportError:  # reported by the test itself
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = REPO / "artifacts" / "browser"
 TIMEOUT_MS = 90_000
 
@@ -37,44 +30,20 @@ def _need(condition: bool, what: str) -> None:
         pytest.skip(f"{what} is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served_app(trained_tiny, tmp_path):
     model, corpus = trained_tiny
     save_bundle(model, corpus.dictionary, tmp_path / "bundle", {"name": "tiny test model"}, dtype=torch.float32)
     env = {**os.environ, "WLM_MODEL": str(tmp_path / "bundle"), "WLM_DATA_DIR": str(write_corpus(tmp_path / "data"))}
-    port = _free_port()
-    log = open(tmp_path / "streamlit.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
+    with open(tmp_path / "streamlit.log", "w") as log:
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            server, url = start_app(env, output=log)
+        except RuntimeError:
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+        try:
+            yield url
+        finally:
+            stop_app(server)
 
 
 def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
