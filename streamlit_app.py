@@ -36,7 +36,7 @@ from wlm.export import load_note, quantized_bytes
 from wlm.fidelity import compare_outputs, quantized_weights, weight_histogram, weight_sqnr
 from wlm.generate import MAX_WORDS, first_difference, generate
 from wlm.onnx_engine import onnx_model
-from wlm.quantize import PRESETS, QuantSpec, parameter_count, quantize
+from wlm.quantize import PRESETS, QuantSpec, quantize, weights_per_part
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
@@ -111,9 +111,10 @@ def part_sizes(source_key: str, spec: QuantSpec, _float, _quant):
                       _sizes_of(source_key, "quantized", spec, _quant)], ignore_index=True)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def weights_in(source_key: str, spec: QuantSpec, _model) -> int:
-    return parameter_count(_model)
+@st.cache_data(show_spinner=False, max_entries=8)
+def weights_of(source_key: str, _model) -> dict[str, int]:
+    """Weights per part of a source's model (its quantized variants hold as many)."""
+    return weights_per_part(_model)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -411,19 +412,21 @@ def model_section(setup: Setup) -> None:
     spec, model, quant = setup.spec, setup.model, setup.quant
     st.caption(f"Source: {setup.loaded.source} · quantization: **{spec.label}**")
     sizes = part_sizes(setup.source_key, spec, model, quant)
-    totals = sizes.groupby("model")["mb"].sum()
+    table = explore.part_table(sizes, weights_of(setup.source_key, model), spec)
+    total = table.loc["total"]
     cols = st.columns(4)
-    cols[0].metric("Parameters", f"{weights_in(setup.source_key, PRESETS['fp32'], model):,}")
-    cols[1].metric("Float size", f"{totals['float']:.2f} MB")
-    cols[2].metric("Quantized size", f"{totals['quantized']:.2f} MB",
-                   delta=f"{100 * (totals['quantized'] / totals['float'] - 1):+.0f} %", delta_color="inverse")
-    cols[3].metric("Ratio", f"×{totals['float'] / totals['quantized']:.2f}")
+    cols[0].metric("Parameters", f"{total['weights']:,}", help="The same in both models: quantizing changes how "
+                   "weights are stored, not how many there are.")
+    cols[1].metric("Float size", f"{total['float_mb']:.2f} MB")
+    cols[2].metric("Quantized size", f"{total['quantized_mb']:.2f} MB",
+                   delta=f"{100 * (total['quantized_mb'] / total['float_mb'] - 1):+.0f} %", delta_color="inverse")
+    cols[3].metric("Ratio", f"×{total['float_mb'] / total['quantized_mb']:.2f}")
     show(charts.size_chart(sizes))
-    table = sizes.pivot(index="part", columns="model", values="mb").loc[charts.PART_ORDER]
-    table.loc["total"] = table.sum()
     # A static table and plain preformatted text: nothing to scroll on a projector, and the
     # first page needs neither the data grid's nor the syntax highlighter's scripts.
-    st.table(table.style.format(charts.format_mb))
+    shown = table.rename(columns={"float_mb": "float", "quantized_mb": "quantized",
+                                  "quantized_storage": "quantized model stores"})
+    st.table(shown.style.format({"weights": "{:,}", "float": charts.format_mb, "quantized": charts.format_mb}))
     left, right = st.columns(2)
     with left.expander("Float architecture"):
         st.text(str(model))
@@ -633,7 +636,7 @@ def walkthrough_section(setup: Setup) -> None:
                 continue
             st.session_state[f"walk_done_{index}"] = True
             if index == 0:
-                st.write(f"{weights_in(setup.source_key, PRESETS['fp32'], setup.model):,} parameters.")
+                st.write(f"{sum(weights_of(setup.source_key, setup.model).values()):,} parameters.")
                 st.text(str(setup.model))
             elif index == 1:
                 if setup.corpus is None:

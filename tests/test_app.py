@@ -121,6 +121,9 @@ def test_changing_the_spec_changes_the_size_table_and_the_link(app_env):
     after = size_table(at)
     assert after.loc["embedding", "quantized"] < before.loc["embedding", "quantized"]
     assert after.loc["lstm", "quantized"] == pytest.approx(before.loc["lstm", "quantized"])
+    assert (before.loc["embedding", "quantized model stores"], after.loc["embedding", "quantized model stores"]) == (
+        "float32", "8-bit, scale and offset per row")
+    assert after["weights"].tolist() == before["weights"].tolist()  # stored differently, never fewer
     assert at.sidebar.selectbox(key="preset").value == "int8+emb8"  # the toggles now match a preset
     assert at.query_params["emb"] in ("true", ["true"])
     at.sidebar.selectbox(key="preset").set_value("fp32").run()

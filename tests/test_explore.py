@@ -8,9 +8,9 @@ from wlm.compare import compare_variants
 from wlm.corpus import EOS, UNK, Dictionary
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate
-from wlm.explore import (compare_next_words, size_by_part, surprisal_pair, text_to_words, thread_sweep,
-                         tokens_for_seconds, top_next_words, with_delta_loss, word_surprisal)
-from wlm.quantize import PRESETS, module_sizes, quantize
+from wlm.explore import (compare_next_words, part_table, size_by_part, surprisal_pair, text_to_words,
+                         thread_sweep, tokens_for_seconds, top_next_words, with_delta_loss, word_surprisal)
+from wlm.quantize import PRESETS, module_sizes, quantize, weights_per_part
 
 
 def test_size_by_part_matches_module_sizes_and_shows_what_quantizing_shrinks():
@@ -24,6 +24,18 @@ def test_size_by_part_matches_module_sizes_and_shows_what_quantizing_shrinks():
     assert table.groupby("model")["share"].sum().round(9).eq(1).all()
     with_emb = size_by_part({"q": quantize(model, PRESETS["int8+emb8"])}).set_index("part")
     assert with_emb.loc["embedding", "bytes"] < sizes.loc["embedding", "float"] / 2
+
+
+def test_part_table_lists_weights_sizes_and_storage_with_a_total():
+    model = tiny_model(200)
+    spec = PRESETS["int8+emb4"]
+    quant = quantize(model, spec)
+    table = part_table(size_by_part({"float": model, "quantized": quant}), weights_per_part(model), spec)
+    assert list(table.index) == ["embedding", "lstm", "decoder", "total"]
+    assert table.loc["total", "weights"] == sum(p.numel() for p in model.parameters())
+    assert table.loc["total", "float_mb"] == pytest.approx(table["float_mb"].iloc[:3].sum())
+    assert table.loc["embedding", "quantized_mb"] < table.loc["embedding", "float_mb"] / 3  # 4 bits of 32, plus scales
+    assert table.loc["embedding", "quantized_storage"].startswith("4-bit")
 
 
 def test_top_next_words_are_the_models_most_likely_after_the_prompt(trained_tiny):

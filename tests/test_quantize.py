@@ -5,7 +5,8 @@ from torch import nn
 from wlm.checkpoint import random_model
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate
-from wlm.quantize import PRESETS, BagEmbedding, QuantSpec, module_sizes, preset, quantize, state_dict_bytes
+from wlm.quantize import (PRESETS, BagEmbedding, QuantSpec, module_sizes, parameter_count, preset, quantize,
+                          state_dict_bytes, storage, weights_per_part)
 
 from conftest import tiny_model
 
@@ -143,3 +144,20 @@ def test_variants_built_from_shared_parts_equal_fresh_ones():
     model.train()
     quantize(model, PRESETS["int8+emb4"], parts)
     assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_quantizing_keeps_every_weight_and_says_how_it_is_stored(name):
+    model = tiny_model(80)
+    spec = PRESETS[name]
+    counts = weights_per_part(model)
+    # Embedding 80x32; 2 LSTM layers of 4 gates x 24 (weights and both biases); decoder 80x24 + 80.
+    assert counts == {"embedding": 80 * 32, "lstm": 96 * 32 + 96 * 24 + 2 * 96 + 96 * 24 * 2 + 2 * 96,
+                      "decoder": 80 * 24 + 80}
+    assert weights_per_part(quantize(model, spec)) == counts
+    assert parameter_count(quantize(model, spec)) == sum(p.numel() for p in model.parameters())
+    stored = storage(spec)
+    assert (stored["embedding"] == "float32") == (not spec.embedding)
+    assert (stored["lstm"] == "float32") == (not spec.lstm)
+    assert ("float16" in stored["decoder"]) == (spec.dtype == "float16")
+    assert ("per row" in stored["decoder"]) == spec.per_channel

@@ -18,7 +18,7 @@ from .errors import WlmError
 from .evaluate import evaluate, num_threads
 from .generate import encode_prompt
 from .model import LSTMModel
-from .quantize import PARTS, QuantSpec, module_sizes, quantize
+from .quantize import PARTS, QuantSpec, module_sizes, quantize, storage
 
 MB = 1e6
 
@@ -35,6 +35,18 @@ def size_by_part(models: dict[str, nn.Module]) -> pd.DataFrame:
             rows.append({"model": label, "part": part, "bytes": sizes[part], "mb": sizes[part] / MB,
                          "share": sizes[part] / total})
     return pd.DataFrame(rows, columns=["model", "part", "bytes", "mb", "share"])
+
+
+def part_table(sizes: pd.DataFrame, weights: dict[str, int], spec: QuantSpec) -> pd.DataFrame:
+    """The Model tab's table: per part (and in total) its weights, MB in the float and the quantized
+    model (from ``size_by_part`` with models labelled float and quantized), and how ``spec`` stores it."""
+    mb = sizes.pivot(index="part", columns="model", values="mb").loc[list(PARTS)]
+    table = pd.DataFrame({"weights": [weights[p] for p in PARTS], "float_mb": mb["float"].to_numpy(),
+                          "quantized_mb": mb["quantized"].to_numpy(),
+                          "quantized_storage": [storage(spec)[p] for p in PARTS]}, index=list(PARTS))
+    table.index.name = "part"
+    table.loc["total"] = [sum(weights.values()), table["float_mb"].sum(), table["quantized_mb"].sum(), ""]
+    return table
 
 
 def release_memory() -> None:

@@ -59,7 +59,3 @@ def detach_hidden(hidden):
     if isinstance(hidden, torch.Tensor):
         return hidden.detach()
     return tuple(detach_hidden(h) for h in hidden)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

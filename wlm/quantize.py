@@ -197,12 +197,37 @@ def module_sizes(model: nn.Module) -> dict[str, int]:
             (("embedding", "encoder"), ("lstm", "rnn"), ("decoder", "decoder"))}
 
 
+def _weights_of(module: nn.Module) -> list[torch.Tensor]:
+    """The weight and bias tensors a part holds, float or quantized (same count either way)."""
+    if hasattr(module, "_weight_bias") and isinstance(getattr(module, "_all_weight_values", None), nn.ModuleList):
+        packed = module._weight_bias()  # a dynamically quantized LSTM keeps them in packed script objects
+        return [t for kind in ("weight", "bias") for t in packed[kind].values() if t is not None]
+    quantized = [m for m in module.modules() if callable(getattr(m, "weight", None))]
+    if quantized:  # quantized Linear / Embedding / EmbeddingBag: weight() and bias() unpack them
+        return [t for m in quantized for t in (m.weight(), getattr(m, "bias", lambda: None)())
+                if isinstance(t, torch.Tensor)]
+    return list(module.parameters())
+
+
+def weights_per_part(model: nn.Module) -> dict[str, int]:
+    """Weights (and biases) in each part: embedding, lstm, decoder. Quantizing changes how they are
+    stored, never how many there are."""
+    return {part: sum(t.numel() for t in _weights_of(getattr(model, attr)))
+            for part, attr in (("embedding", "encoder"), ("lstm", "rnn"), ("decoder", "decoder"))}
+
+
 def parameter_count(model: nn.Module) -> int:
     """Weights in the model, counting quantized ones (which are not ``nn.Parameter``s)."""
-    total = 0
-    for value in model.state_dict().values():
-        if isinstance(value, torch.Tensor):
-            total += value.numel()
-        elif isinstance(value, tuple):
-            total += sum(v.numel() for v in value if isinstance(v, torch.Tensor))
-    return total
+    return sum(weights_per_part(model).values())
+
+
+def storage(spec: QuantSpec) -> dict[str, str]:
+    """How a model quantized by ``spec`` stores each part's weights, in words."""
+    if spec.dtype == "float16":
+        lstm = decoder = "float16 weights"
+    else:
+        lstm = "int8 weights, float32 biases"
+        decoder = "int8 weights (a scale per row), float32 biases" if spec.per_channel else lstm
+    return {"embedding": f"{spec.embedding_bits}-bit, scale and offset per row" if spec.embedding else "float32",
+            "lstm": lstm if spec.lstm else "float32",
+            "decoder": decoder if spec.linear else "float32"}
