@@ -11,6 +11,8 @@ import torch
 from conftest import REPO, write_corpus
 from served import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
 from wlm.checkpoint import save_bundle
+from wlm.generate import generate
+from wlm.quantize import PRESETS, quantize
 
 try:
     from playwright.sync_api import sync_playwright
@@ -32,6 +34,7 @@ def _need(condition: bool, what: str) -> None:
 
 @pytest.fixture
 def served_app(trained_tiny, tmp_path):
+    """The app on a bundle of the tiny trained model (float32, so the app's model equals it exactly)."""
     model, corpus = trained_tiny
     save_bundle(model, corpus.dictionary, tmp_path / "bundle", {"name": "tiny test model"}, dtype=torch.float32)
     env = {**os.environ, "WLM_MODEL": str(tmp_path / "bundle"), "WLM_DATA_DIR": str(write_corpus(tmp_path / "data"))}
@@ -46,9 +49,13 @@ def served_app(trained_tiny, tmp_path):
             stop_app(server)
 
 
-def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
+def _need_browser() -> None:
     _need(Path(CHROMIUM).is_file(), f"Debian's chromium ({CHROMIUM})")
     _need(sync_playwright is not None, "the playwright Python package")
+
+
+def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
+    _need_browser()
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -74,5 +81,46 @@ def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
             words = [w for w in text.split() if w in {"the", "cat", "dog", "sat", "on", "mat", "log", "a", "ran"}]
             assert len(words) >= 20, text[:500]
             page.screenshot(path=str(SHOTS / "generate.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+SESSIONS = 20
+ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
+
+
+def test_twenty_browser_sessions_generating_and_evaluating_at_once(served_app, trained_tiny):
+    """Twenty real sessions on one server share its cached models: half generate while the other half
+    evaluate, and each gets what one session alone gets."""
+    _need_browser()
+    model, corpus = trained_tiny
+    quant = quantize(model, PRESETS["tutorial"])
+
+    def expected(seed: int) -> list[str]:
+        # The app's two texts for a seed, as the page shows them (<eos> is a line break).
+        return [" ".join(w for w in generate(m, corpus.dictionary, words=100, temperature=1.0, seed=seed)
+                         if w != "<eos>") for m in (model, quant)]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1200, "height": 900})
+            context.set_default_timeout(TIMEOUT_MS * 2)
+            pages = []
+            for i in range(SESSIONS):  # opened together: the server runs their first scripts at once
+                page = context.new_page()
+                page.goto(f"{served_app}/?seed={i % 4}", wait_until="commit")
+                pages.append(page)
+            for i, page in enumerate(pages):
+                page.get_by_role("tab", name="Generate" if i % 2 == 0 else "Speed & accuracy").click()
+            for i, page in enumerate(pages):  # all at once: even sessions generate, odd ones evaluate
+                page.get_by_role("button", name="Generate" if i % 2 == 0 else "Run evaluation", exact=True).click()
+            for i, page in enumerate(pages):
+                panel = page.get_by_role("tabpanel").filter(has_text="Takeaway:")
+                panel.first.wait_for()
+                assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
+                if i % 2 == 0:
+                    shown = " ".join(panel.first.inner_text().split())
+                    assert all(text in shown for text in expected(i % 4)), (i, shown[:300])
         finally:
             browser.close()
