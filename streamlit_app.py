@@ -422,8 +422,8 @@ def model_section(setup: Setup) -> None:
                    delta=f"{100 * (total['quantized_mb'] / total['float_mb'] - 1):+.0f} %", delta_color="inverse")
     cols[3].metric("Ratio", f"×{total['float_mb'] / total['quantized_mb']:.2f}")
     show(charts.size_chart(sizes))
-    # A static table and plain preformatted text: nothing to scroll on a projector, and the
-    # first page needs neither the data grid's nor the syntax highlighter's scripts.
+    # A static table: nothing to scroll on a projector, and the first page does not wait for the
+    # interactive data grid's scripts. The architectures are plain text, as print(model) shows them.
     shown = table.rename(columns={"float_mb": "float", "quantized_mb": "quantized",
                                   "quantized_storage": "quantized model stores"})
     st.table(shown.style.format({"weights": "{:,}", "float": charts.format_mb, "quantized": charts.format_mb}))
