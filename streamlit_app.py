@@ -417,8 +417,8 @@ def model_section(setup: Setup) -> None:
     cols = st.columns(4)
     cols[0].metric("Parameters", f"{total['weights']:,}", help="The same in both models: quantizing changes how "
                    "weights are stored, not how many there are.")
-    cols[1].metric("Float size", f"{total['float_mb']:.2f} MB")
-    cols[2].metric("Quantized size", f"{total['quantized_mb']:.2f} MB",
+    cols[1].metric("Float size", charts.format_mb(total["float_mb"]))
+    cols[2].metric("Quantized size", charts.format_mb(total["quantized_mb"]),
                    delta=f"{100 * (total['quantized_mb'] / total['float_mb'] - 1):+.0f} %", delta_color="inverse")
     cols[3].metric("Ratio", f"×{total['float_mb'] / total['quantized_mb']:.2f}")
     show(charts.size_chart(sizes))
