@@ -34,7 +34,7 @@ from wlm.errors import WlmError
 from wlm.evaluate import num_threads
 from wlm.export import load_note, quantized_bytes
 from wlm.fidelity import compare_outputs, quantized_weights, weight_histogram, weight_sqnr
-from wlm.generate import MAX_WORDS, first_difference, generate
+from wlm.generate import MAX_WORDS, first_difference, generate, generate_side_by_side
 from wlm.onnx_engine import onnx_model
 from wlm.quantize import PRESETS, QuantSpec, quantize, weights_per_part
 
@@ -440,20 +440,6 @@ def model_section(setup: Setup) -> None:
     st.code(load_note(model.config, spec, file_name), language="python")
 
 
-def _stream_in_bursts(words, sink: list[str], seconds: float = 0.1):
-    """Join words into one chunk per ``seconds`` (the page updates smoothly without a message per word);
-    every word is also appended to ``sink``."""
-    chunk, last = [], time.perf_counter()
-    for word in words:
-        sink.append(word)
-        chunk.append(_markdown_word(word))
-        if time.perf_counter() - last >= seconds:
-            yield "".join(chunk)
-            chunk, last = [], time.perf_counter()
-    if chunk:
-        yield "".join(chunk)
-
-
 def _markdown_word(word: str) -> str:
     if word == "<eos>":
         return "  \n"
@@ -480,17 +466,30 @@ def generate_section(setup: Setup) -> None:
     right.markdown(f"**quantized ({setup.spec.label})**")
     float_box, quant_box = left.empty(), right.empty()
     if pressed:
-        # Stream each model's words as they come; the finished pair is then shown with its divergence.
+        # Both models write at once (a thread each) and the page shows their words as they come;
+        # the finished pair is then shown with its divergence.
         kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
-        texts: dict[str, list[str]] = {"float": [], "quantized": []}
+        boxes = {"float": float_box, "quantized": quant_box}
+        texts: dict[str, list[str]] = {name: [] for name in boxes}
+        seconds: dict[str, float] = {}
         try:
-            for name, box, model in (("float", float_box, setup.model), ("quantized", quant_box, setup.quant)):
-                with box.container():
-                    st.write_stream(_stream_in_bursts(generate(model, setup.dictionary, **kwargs), texts[name]))
+            shown = time.perf_counter()
+            for step in generate_side_by_side({"float": setup.model, "quantized": setup.quant}, setup.dictionary,
+                                              **kwargs):
+                if step.word is None:
+                    seconds[step.model] = step.seconds
+                else:
+                    texts[step.model].append(step.word)
+                # One page update per 0.25 s for both texts, not a message per word: redrawing
+                # costs the browser, which shares the machine with the models on a laptop demo.
+                if step.word is None or time.perf_counter() - shown >= 0.25:
+                    for name, box in boxes.items():
+                        box.markdown("".join(_markdown_word(w) for w in texts[name]))
+                    shown = time.perf_counter()
         except WlmError as exc:
             st.error(str(exc))
             return
-        st.session_state["gen_result"] = {**texts, "request": request,
+        st.session_state["gen_result"] = {**texts, "seconds": seconds, "request": request,
                                           "first_difference": first_difference(*texts.values())}
     result = st.session_state.get("gen_result")
     if not result or result["request"] != request:
@@ -498,7 +497,8 @@ def generate_section(setup: Setup) -> None:
     first = result["first_difference"]
     float_box.markdown(charts.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
     quant_box.markdown(charts.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
-    st.caption(f"**Takeaway:** {charts.divergence_takeaway(len(result['float']), first)}")
+    st.caption(f"**Takeaway:** {charts.divergence_takeaway(len(result['float']), first)} "
+               f"{charts.generation_speed_note(len(result['float']), result['seconds'], setup.spec.label)}")
 
 
 def _selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:

@@ -150,6 +150,8 @@ def test_paired_html_escapes_words_breaks_lines_and_marks_the_divergence():
     assert tinted.count("dotted") == 1 and ">y<" in tinted and "dotted'>b<" not in tinted
     assert charts.divergence_takeaway(10, None).startswith("Float and quantized wrote the same 10 words")
     assert "at word 4" in charts.divergence_takeaway(10, 3)
+    note = charts.generation_speed_note(1000, {"float": 3.5, "quantized": 1.0}, "tutorial")
+    assert "float took 3.50 s (286 words/s)" in note and "tutorial 1.00 s (1,000 words/s)" in note and "×3.5" in note
 
 
 def test_surprisal_html_and_takeaway(trained_tiny):

@@ -3,7 +3,8 @@ import torch
 
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
-from wlm.generate import MAX_WORDS, as_text, first_difference, generate, generate_pair, sample_ids
+from wlm.generate import (MAX_WORDS, as_text, first_difference, generate, generate_pair, generate_side_by_side,
+                          sample_ids)
 from wlm.quantize import PRESETS, quantize
 
 from conftest import tiny_model
@@ -80,3 +81,47 @@ def test_first_difference():
     assert first_difference(["a", "b", "c"], ["a", "x", "c"]) == 1
     assert first_difference(["a", "b"], ["a", "b"]) is None
     assert first_difference([], ["a"]) is None
+
+
+def test_side_by_side_gives_each_model_its_own_text(trained_tiny):
+    model, corpus = trained_tiny
+    quant = quantize(model, PRESETS["tutorial"])
+    kwargs = dict(words=50, temperature=1.0, seed=3, prompt="the cat")
+    steps = list(generate_side_by_side({"float": model, "quantized": quant}, corpus.dictionary, **kwargs))
+    for name, m in (("float", model), ("quantized", quant)):
+        mine = [s for s in steps if s.model == name]
+        assert [s.word for s in mine[:-1]] == list(generate(m, corpus.dictionary, **kwargs))
+        assert mine[-1].word is None and mine[-1].seconds >= max(s.seconds for s in mine[:-1])
+    assert len(steps) == 2 * 51
+
+
+def test_side_by_side_checks_parameters_first_and_stops_when_closed(trained_tiny):
+    model, corpus = trained_tiny
+    with pytest.raises(WlmError, match="temperature"):
+        generate_side_by_side({"float": model}, corpus.dictionary, words=5, temperature=-1)
+    with pytest.raises(WlmError, match="words"):
+        generate_side_by_side({"float": model}, corpus.dictionary, words=0)
+    steps = generate_side_by_side({"a": model, "b": model}, corpus.dictionary, words=MAX_WORDS)
+    first = next(steps)
+    assert first.word is not None
+    steps.close()  # a reader that leaves early (a rerun) stops the threads
+    import threading
+    import time
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("generate-") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name.startswith("generate-") for t in threading.enumerate())
+
+
+def test_side_by_side_raises_what_a_thread_raised(trained_tiny):
+    model, corpus = trained_tiny
+
+    class Broken(torch.nn.Module):
+        def init_hidden(self, bsz):
+            return model.init_hidden(bsz)
+
+        def forward(self, input, hidden):
+            raise RuntimeError("this model is broken")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        list(generate_side_by_side({"float": model, "broken": Broken()}, corpus.dictionary, words=20))

@@ -6,6 +6,9 @@ enough, so the first position where their texts differ measures how far apart th
 """
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -64,6 +67,57 @@ def generate(model: nn.Module, dictionary: Dictionary, *, words: int, temperatur
     for index in sample_ids(model, len(dictionary), words=words, temperature=temperature, seed=seed,
                             prompt_ids=prompt_ids):
         yield dictionary.idx2word[index]
+
+
+@dataclass(frozen=True)
+class Step:
+    model: str  # the name given in ``generate_side_by_side``'s dict
+    word: str | None  # None once that model has written all its words
+    seconds: float  # since the start, when the word was written (or, with None, when the model finished)
+
+
+def generate_side_by_side(models: dict[str, nn.Module], dictionary: Dictionary, *, words: int,
+                          temperature: float = 1.0, seed: int = 0, prompt: str | None = None) -> Iterator[Step]:
+    """``generate`` from several models at once, one thread each, yielding their words as they come.
+
+    On a machine with a core per model the pair takes as long as the slower model rather than the sum
+    of both, and a reader watches the quantized model pull ahead. Each model draws from its own
+    generator, so the texts are exactly ``generate``'s. Bad parameters raise before any thread starts;
+    an error inside a thread is raised here. Closing the iterator early stops the threads.
+    """
+    check_sampling(words, temperature)
+    encode_prompt(dictionary, prompt)  # an unusable prompt fails here, not in a thread
+    return _side_by_side(models, lambda model: generate(model, dictionary, words=words, temperature=temperature,
+                                                        seed=seed, prompt=prompt), words)
+
+
+def _side_by_side(models: dict[str, nn.Module], words_of, words: int) -> Iterator[Step]:
+    steps: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def run(name: str, model: nn.Module) -> None:
+        try:
+            for word in words_of(model):
+                if stop.is_set():
+                    return
+                steps.put(Step(name, word, time.perf_counter() - start))
+            steps.put(Step(name, None, time.perf_counter() - start))
+        except Exception as exc:  # handed to the reader, which raises it
+            steps.put(exc)
+
+    threads = [threading.Thread(target=run, args=item, daemon=True, name=f"generate-{item[0]}")
+               for item in models.items()]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(len(models) * (words + 1)):
+            step = steps.get()
+            if isinstance(step, Exception):
+                raise step
+            yield step
+    finally:
+        stop.set()
 
 
 def as_text(words: list[str]) -> str:
