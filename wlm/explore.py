@@ -41,9 +41,10 @@ def part_table(sizes: pd.DataFrame, weights: dict[str, int], spec: QuantSpec) ->
     """The Model tab's table: per part (and in total) its weights, MB in the float and the quantized
     model (from ``size_by_part`` with models labelled float and quantized), and how ``spec`` stores it."""
     mb = sizes.pivot(index="part", columns="model", values="mb").loc[list(PARTS)]
+    stored = storage(spec)
     table = pd.DataFrame({"weights": [weights[p] for p in PARTS], "float_mb": mb["float"].to_numpy(),
                           "quantized_mb": mb["quantized"].to_numpy(),
-                          "quantized_storage": [storage(spec)[p] for p in PARTS]}, index=list(PARTS))
+                          "quantized_storage": [stored[p] for p in PARTS]}, index=list(PARTS))
     table.index.name = "part"
     table.loc["total"] = [sum(weights.values()), table["float_mb"].sum(), table["quantized_mb"].sum(), ""]
     return table

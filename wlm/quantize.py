@@ -153,9 +153,10 @@ def quantize(model: LSTMModel, spec: QuantSpec, parts: dict | None = None) -> nn
         return model
     keys = _part_keys(spec)
     known = parts if parts is not None else {}
-    made = _quantize_parts(model, spec, {name for name, key in keys.items() if key not in known})
-    for name, module in made.items():
-        known[keys[name]] = module
+    missing = {name for name, key in keys.items() if key not in known}
+    if missing:  # a variant whose parts are all lent needs no quantize_dynamic pass at all
+        for name, module in _quantize_parts(model, spec, missing).items():
+            known[keys[name]] = module
     variant = copy.copy(model)
     variant._parameters, variant._buffers = dict(model._parameters), dict(model._buffers)
     variant._modules = {name: known[keys[name]] if name in keys else module
