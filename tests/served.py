@@ -24,15 +24,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(env: dict, output=subprocess.DEVNULL, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
-    """Launch the app and wait for its health check; returns the server process and its URL.
+def start_app(env: dict, output=subprocess.DEVNULL, timeout: float = 90.0,
+              repo: Path = REPO) -> tuple[subprocess.Popen, str]:
+    """Launch the app of ``repo`` (this checkout, or a copy of it) and wait for its health check.
 
+    Returns the server process and its URL.
     Raises RuntimeError when the server exits or stays silent for ``timeout`` seconds (it is stopped then)."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", str(repo / "streamlit_app.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+        cwd=repo, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:

@@ -124,3 +124,63 @@ def test_twenty_browser_sessions_generating_and_evaluating_at_once(served_app, t
                     assert all(text in shown for text in expected(i % 4)), (i, shown[:300])
         finally:
             browser.close()
+
+
+def _fresh_clone(target: Path) -> Path:
+    """The repository's files as a fresh clone has them: no ./data, no caches, no artifacts."""
+    import shutil
+
+    skip = shutil.ignore_patterns(".git", "data", "runs", "artifacts", "__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(REPO, target, ignore=skip)
+    return target
+
+
+def test_a_fresh_clone_offline_has_every_tab_working(tmp_path):
+    """No WLM_DATA_DIR, no model or corpus cache: the bundled model and the bundled Wikitext-2 serve every tab."""
+    _need_browser()
+    clone = _fresh_clone(tmp_path / "wlm")
+    env = {k: v for k, v in os.environ.items() if k not in ("WLM_DATA_DIR", "WLM_MODEL")}
+    env["WLM_CACHE_DIR"] = str(tmp_path / "empty-cache")
+    with open(tmp_path / "streamlit.log", "w") as log:
+        try:
+            server, url = start_app(env, output=log, repo=clone)
+        except RuntimeError:
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1280, "height": 720})
+                    page.set_default_timeout(TIMEOUT_MS * 2)
+                    page.goto(url)
+                    sidebar = page.locator("[data-testid='stSidebar']")
+                    sidebar.get_by_text("Wikitext-2, bundled").first.wait_for()
+                    page.get_by_role("tab", name="Speed & accuracy").click()
+                    panel = page.get_by_role("tabpanel").filter(has_text="Test tokens to evaluate")
+                    slider = panel.get_by_role("slider").first
+                    slider.focus()
+                    slider.press("Home")  # the first step: 100 tokens
+                    for _ in range(2):
+                        slider.press("ArrowRight")
+                    panel.get_by_text("300").first.wait_for()
+                    panel.get_by_role("button", name="Run evaluation", exact=True).click()
+                    panel.locator("[data-testid='stDataFrame']").first.wait_for()
+                    charts = panel.locator("[data-testid='stVegaLiteChart']")
+                    page.wait_for_function(
+                        "() => [...document.querySelectorAll(\"[role='tabpanel'] [data-testid='stVegaLiteChart']\")]"
+                        ".filter(e => e.offsetParent !== null).length >= 2")
+                    assert charts.count() >= 2
+                    assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
+                    for tab in page.get_by_role("tab").all():
+                        tab.click()
+                        page.wait_for_timeout(300)
+                        shown = page.get_by_role("tabpanel").filter(has_text=tab.inner_text()).or_(
+                            page.locator("[role='tabpanel']:visible")).first.inner_text()
+                        assert "No corpus" not in shown, (tab.inner_text(), shown[:300])
+                    assert "No corpus" not in sidebar.inner_text()
+                    assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
+                    page.screenshot(path=str(SHOTS / "fresh-clone-speed.png"), full_page=True)
+                finally:
+                    browser.close()
+        finally:
+            stop_app(server)

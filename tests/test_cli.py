@@ -119,3 +119,45 @@ def test_download_offline_message(tmp_path):
     else:
         assert proc.returncode == 2 and "--data" in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "wt2").exists()
+
+
+def test_commands_find_the_bundled_corpus_with_no_option():
+    # No --data, no WLM_DATA_DIR, no ./data: the copy in assets/ is used and named.
+    proc = run("compare", "--max-tokens", "300", "--format", "json", check_rc=0)
+    rows = json.loads(proc.stdout)
+    assert [r["variant"] for r in rows] == ["fp32", "tutorial"] and rows[0]["size_mb"] > 100
+    assert "corpus: Wikitext-2, bundled (33,278 words" in proc.stderr
+    stats = json.loads(run("corpus", check_rc=0).stdout)
+    assert stats["corpus"] == "Wikitext-2, bundled" and stats["official_wikitext2"] is True
+    assert (stats["vocab"], stats["test_tokens"]) == (33278, 245569)
+
+
+def test_corpus_reports_an_edited_split(tmp_path):
+    import shutil
+
+    from wlm.corpus import BUNDLED_DATA_DIR
+
+    copy = tmp_path / "wt2"
+    shutil.copytree(BUNDLED_DATA_DIR, copy)
+    (copy / "valid.txt").write_text((copy / "valid.txt").read_text()[:50_000])
+    stats = json.loads(run("corpus", "--data", str(copy), check_rc=0).stdout)
+    assert stats["official_wikitext2"] is False and stats["differs_from_official"] == ["valid"]
+    assert stats["corpus"].startswith("Wikitext-2 with edited valid.txt")
+    proc = run("evaluate", "--data", str(copy), "--max-tokens", "100", check_rc=0)
+    assert "valid differ from the official Wikitext-2 files" in proc.stderr
+
+
+@pytest.mark.parametrize("setup", ["missing", "no-train", "not-utf8"])
+def test_bad_data_dir_from_the_environment(tmp_path, setup):
+    from conftest import write_corpus
+
+    path = tmp_path / "wt2"
+    if setup != "missing":
+        write_corpus(path)
+    if setup == "no-train":
+        (path / "train.txt").unlink()
+    if setup == "not-utf8":
+        (path / "train.txt").write_bytes(b"caf\xe9\n")
+    proc = run("evaluate", "--max-tokens", "100", env_extra={"WLM_DATA_DIR": str(path)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and str(path) in proc.stderr

@@ -3,7 +3,18 @@ import time
 import pytest
 import torch
 
-from wlm.corpus import KEEP_CACHED, Corpus, Dictionary, batchify, get_batch, reference_ids
+from wlm.corpus import (
+    BUNDLED_DATA_DIR,
+    KEEP_CACHED,
+    OFFICIAL_SHA256,
+    SPLITS,
+    Corpus,
+    Dictionary,
+    batchify,
+    get_batch,
+    reference_ids,
+    resolve_data_dir,
+)
 from wlm.errors import WlmError
 
 from conftest import TINY_TEXT, write_corpus
@@ -149,3 +160,62 @@ def test_cache_keeps_only_the_latest_corpora(tmp_path, monkeypatch):
 def test_real_corpus_from_cache_is_identical(real_dir, real_corpus):
     cached = Corpus(real_dir)
     assert cached.from_cache and _same(cached, real_corpus)
+
+
+# --- the bundled copy of Wikitext-2 and where a corpus is looked for ------------------------------------------------
+
+def _readme_digests() -> dict[str, str]:
+    import re
+
+    text = (BUNDLED_DATA_DIR / "README.md").read_text()
+    return {name: digest for name, digest in re.findall(r"\| (\w+)\.txt \|.*`([0-9a-f]{64})`", text)}
+
+
+def test_bundled_files_are_the_official_splits():
+    import hashlib
+
+    assert _readme_digests() == OFFICIAL_SHA256
+    for split in SPLITS:
+        assert hashlib.sha256((BUNDLED_DATA_DIR / f"{split}.txt").read_bytes()).hexdigest() == OFFICIAL_SHA256[split]
+    readme = " ".join((BUNDLED_DATA_DIR / "README.md").read_text().split())
+    assert "Pointer Sentinel Mixture Models" in readme and "CC BY-SA 3.0" in readme
+
+
+def test_bundled_ids_are_the_tutorials():
+    corpus = Corpus(BUNDLED_DATA_DIR)
+    assert len(corpus.dictionary) == 33278
+    assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (2088628, 217646, 245569)
+    assert corpus.edited_splits == [] and corpus.label == "Wikitext-2, bundled"
+
+
+def test_search_order(tmp_path, monkeypatch, tiny_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WLM_DATA_DIR", raising=False)
+    assert resolve_data_dir() == BUNDLED_DATA_DIR  # nothing set, no ./data: the shipped copy
+    local = write_corpus(tmp_path / "data" / "wikitext-2")
+    assert resolve_data_dir().resolve() == local
+    monkeypatch.setenv("WLM_DATA_DIR", str(tiny_dir))
+    assert resolve_data_dir() == tiny_dir
+    assert resolve_data_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_env_var_naming_nothing_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("WLM_DATA_DIR", str(tmp_path / "nowhere"))
+    assert resolve_data_dir() == tmp_path / "nowhere"
+    with pytest.raises(WlmError, match="nowhere does not exist.*WLM_DATA_DIR.*bundled"):
+        Corpus()
+
+
+def test_an_edited_copy_is_used_but_named(tmp_path):
+    import shutil
+
+    copy = tmp_path / "wt2"
+    shutil.copytree(BUNDLED_DATA_DIR, copy)
+    with open(copy / "test.txt", "r+b") as f:
+        f.truncate(100_000)
+    corpus = Corpus(copy)
+    assert corpus.edited_splits == ["test"]
+    assert corpus.label == f"Wikitext-2 with edited test.txt, from {copy}"
+    assert len(corpus.test) < 245569 and len(corpus.train) == 2088628
+    other = Corpus(write_corpus(tmp_path / "tiny"))
+    assert other.edited_splits == list(SPLITS) and other.label.startswith("a corpus other than Wikitext-2")

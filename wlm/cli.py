@@ -33,7 +33,10 @@ def _corpus(args, required: bool = True):
         return None
     start = time.perf_counter()
     corpus = Corpus(path)
-    _log(f"corpus {path}: {len(corpus.dictionary):,} words, loaded in {time.perf_counter() - start:.2f} s")
+    _log(f"corpus: {corpus.label} ({len(corpus.dictionary):,} words, loaded in {time.perf_counter() - start:.2f} s)")
+    if corpus.edited_splits:
+        _log(f"note: {', '.join(corpus.edited_splits)} differ from the official Wikitext-2 files; "
+             "figures will not match the README's")
     return corpus
 
 
@@ -190,7 +193,8 @@ def cmd_corpus(args) -> None:
     start = time.perf_counter()
     corpus = Corpus(path)
     ours = time.perf_counter() - start
-    row = {"path": str(path), "vocab": len(corpus.dictionary), "train_tokens": len(corpus.train),
+    row = {"corpus": corpus.label, "path": str(path), "official_wikitext2": not corpus.edited_splits,
+           "differs_from_official": corpus.edited_splits, "vocab": len(corpus.dictionary), "train_tokens": len(corpus.train),
            "valid_tokens": len(corpus.valid), "test_tokens": len(corpus.test), "load_seconds": round(ours, 3),
            "from_cache": corpus.from_cache}
     if args.reference:
@@ -250,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_data(p):
         p.add_argument("--data", help="corpus folder with train/valid/test.txt (default: $WLM_DATA_DIR, "
-                                      "then ./data/wikitext-2)")
+                                      "then ./data/wikitext-2, then the bundled copy in assets/wikitext-2)")
 
     def add_model(p):
         p.add_argument("--checkpoint", help="bundle folder, .safetensors or the tutorial's .pth (default: bundled model)")

@@ -24,6 +24,14 @@ EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = Path("data") / "wikitext-2"
+# The copy shipped with the project, so that every command and tab works offline on a fresh clone.
+BUNDLED_DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "wikitext-2"
+# The official Wikitext-2 splits (wiki.*.tokens of wikitext-2-v1): the figures in the README were measured on these bytes.
+OFFICIAL_SHA256 = {
+    "train": "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f",
+    "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+    "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+}
 
 
 class Dictionary:
@@ -55,11 +63,23 @@ class Dictionary:
 
 
 def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
-    """Where the corpus lives: the argument, then $WLM_DATA_DIR, then ./data/wikitext-2."""
+    """Where the corpus lives: the argument, then $WLM_DATA_DIR, then ./data/wikitext-2, then the bundled copy.
+
+    An explicit choice is returned even when it does not exist, so that a mistyped path is reported, never replaced.
+    """
     if data:
         return Path(data)
     env = os.environ.get("WLM_DATA_DIR")
-    return Path(env) if env else DEFAULT_DATA_DIR
+    if env:
+        return Path(env)
+    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else BUNDLED_DATA_DIR
+
+
+def is_bundled(path: str | os.PathLike) -> bool:
+    try:
+        return Path(path).resolve() == BUNDLED_DATA_DIR
+    except OSError:
+        return False
 
 
 # Bump when tokenisation or the cached layout changes, so older cache entries are not reused.
@@ -70,8 +90,8 @@ KEEP_CACHED = 4  # corpora kept in the cache (Wikitext-2 takes 20 MB)
 def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise WlmError(
-            f"corpus file {path} is missing: the corpus directory needs train.txt, valid.txt and test.txt "
-            "(pass --data DIR, set WLM_DATA_DIR, or run `python -m wlm download`)"
+            f"corpus file {path} is missing: a corpus directory needs train.txt, valid.txt and test.txt "
+            "(point --data or WLM_DATA_DIR at one, or leave both unset to use the bundled Wikitext-2)"
         )
     try:
         return path.read_bytes()
@@ -109,11 +129,10 @@ def _tokenise(path: Path, raw: dict[str, bytes]) -> tuple[Dictionary, dict[str, 
     return dictionary, ids
 
 
-def _cache_file(raw: dict[str, bytes]) -> Path:
+def _cache_file(sha256: dict[str, str]) -> Path:
     digest = hashlib.sha256(CACHE_FORMAT)
     for split in SPLITS:
-        digest.update(f"|{split}|{len(raw[split])}|".encode())
-        digest.update(raw[split])
+        digest.update(f"|{split}|{sha256[split]}|".encode())
     return cache_root() / "corpus" / f"{digest.hexdigest()[:32]}.safetensors"
 
 
@@ -154,11 +173,12 @@ class Corpus:
         self.path = resolve_data_dir(path)
         if not self.path.is_dir():
             raise WlmError(
-                f"corpus directory {self.path} does not exist; pass --data DIR, set WLM_DATA_DIR, "
-                "or run `python -m wlm download` to fetch Wikitext-2 into ./data/wikitext-2"
+                f"corpus directory {self.path} does not exist; point --data or WLM_DATA_DIR at a folder with "
+                "train.txt, valid.txt and test.txt, or leave both unset to use the bundled Wikitext-2"
             )
         raw = {split: _read_bytes(self.path / f"{split}.txt") for split in SPLITS}
-        file = _cache_file(raw) if cache else None
+        self.sha256 = {split: hashlib.sha256(raw[split]).hexdigest() for split in SPLITS}
+        file = _cache_file(self.sha256) if cache else None
         loaded = _read_cached(file) if file is not None and file.is_file() else None
         self.from_cache = loaded is not None
         if loaded is None:
@@ -169,6 +189,23 @@ class Corpus:
             touch(file)
         self.dictionary, ids = loaded
         self.train, self.valid, self.test = ids["train"], ids["valid"], ids["test"]
+
+    @property
+    def edited_splits(self) -> list[str]:
+        """The splits whose bytes differ from the official Wikitext-2 files (all three for another corpus)."""
+        return [split for split in SPLITS if self.sha256[split] != OFFICIAL_SHA256[split]]
+
+    @property
+    def label(self) -> str:
+        """What a page or a log line calls this corpus: which text it is, and where it was found."""
+        edited = self.edited_splits
+        if not edited:
+            name = "Wikitext-2"
+        elif len(edited) < len(SPLITS):
+            name = f"Wikitext-2 with edited {', '.join(f'{s}.txt' for s in edited)}"
+        else:
+            name = "a corpus other than Wikitext-2"
+        return f"{name}, bundled" if is_bundled(self.path) else f"{name}, from {self.path}"
 
     def split(self, name: str) -> torch.Tensor:
         if name not in SPLITS:

@@ -15,6 +15,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from .corpus import OFFICIAL_SHA256 as SHA256
 from .errors import WlmError
 
 URLS = (
@@ -23,11 +24,6 @@ URLS = (
 )
 MEMBERS = {"train": "wikitext-2/wiki.train.tokens", "valid": "wikitext-2/wiki.valid.tokens",
            "test": "wikitext-2/wiki.test.tokens"}
-SHA256 = {
-    "train": "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f",
-    "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
-    "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
-}
 
 
 def _fetch(url: str, target: Path, progress: bool) -> None:
