@@ -69,7 +69,7 @@ def _print_table(table, fmt: str) -> None:
 
 
 def cmd_compare(args) -> None:
-    from .compare import compare_variants, parse_variants
+    from .benchmark import benchmark_variants, parse_variants
     from .onnx_engine import parse_engines, require_onnxruntime
 
     variants = parse_variants(args.variants)
@@ -92,7 +92,7 @@ def cmd_compare(args) -> None:
     _, note = limit_tokens(corpus.test, args.max_tokens)
     if note:
         _log(note)
-    table = compare_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
+    table = benchmark_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
                              threads=args.threads, engines=engines, progress=progress)
     for bar, _ in bars.values():
         bar.close()
@@ -111,7 +111,7 @@ def _variant_of(args):
 
 def _measured(desc: str, threads: int, run):
     """``run(progress)`` under a progress bar and the chosen thread count; its clamping note goes to stderr."""
-    from .evaluate import num_threads
+    from .threads import num_threads
 
     bar, update = _bar(desc)
     with num_threads(threads):
@@ -124,7 +124,7 @@ def _measured(desc: str, threads: int, run):
 
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
-    from .quantize import state_dict_bytes
+    from .sizes import state_dict_bytes
 
     spec, corpus, loaded, model = _variant_of(args)
     result = _measured(f"evaluate {args.variant}", args.threads, lambda update: evaluate(
@@ -136,6 +136,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_generate(args) -> None:
+    from .corpus import EOS
     from .generate import check_sampling, encode_prompt, generate
     from .quantize import preset, quantize
 
@@ -155,7 +156,7 @@ def cmd_generate(args) -> None:
     for word in tqdm(generate(model, loaded.dictionary, words=args.words, temperature=args.temperature,
                               seed=args.seed, prompt=args.prompt), total=args.words, desc="generate",
                      unit="word", file=sys.stderr, leave=False):
-        if word == "<eos>":
+        if word == EOS:
             print(" ".join(line), flush=True)
             line = []
         else:
@@ -165,10 +166,10 @@ def cmd_generate(args) -> None:
 
 
 def cmd_fidelity(args) -> None:
-    from .fidelity import compare_outputs, weight_sqnr
+    from .fidelity import output_fidelity, weight_sqnr
 
     spec, corpus, loaded, quant = _variant_of(args)
-    result = _measured(f"fidelity {args.variant}", args.threads, lambda update: compare_outputs(
+    result = _measured(f"fidelity {args.variant}", args.threads, lambda update: output_fidelity(
         loaded.model, quant, corpus.test, max_tokens=args.max_tokens, progress=update))
     sqnr = weight_sqnr(loaded.model, quant)
     if args.format == "json":
@@ -213,7 +214,7 @@ def cmd_download(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .evaluate import num_threads
+    from .threads import num_threads
     from .train import recipe_with, train
 
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "bptt", "dropout", "lstm_init",
