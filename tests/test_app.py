@@ -1,7 +1,5 @@
 """The Streamlit app, driven headless with AppTest on a tiny bundled model and a tiny corpus."""
-import importlib.util
 import io
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,12 +7,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, write_corpus
-from wlm.checkpoint import save_bundle
+from wlm.bundle import save_bundle
 from wlm.evaluate import evaluate
-from wlm.export import quantized_bytes
-from wlm.generate import generate, generate_pair
+from wlm.generate import first_difference, generate
 from wlm.quantize import PRESETS, quantize
+from wlm.quantized_file import quantized_bytes
+
+from conftest import REPO, write_corpus
 
 APP = str(REPO / "streamlit_app.py")
 BUTTONS = ["gen_go", "speed_go", "sweep_go", "kl_go", "sqnr_go", "trade_go"] + [f"walk_{i}" for i in range(7)]
@@ -185,9 +184,10 @@ def test_generation_pairs_float_and_quantized_and_marks_where_they_part(app_env)
     _generate(at, seed=5, temperature=1.0, words=200)
     result = at.session_state["gen_result"]
     model, dictionary = app_env["model"], app_env["corpus"].dictionary
-    pair = generate_pair(model, quantize(model, PRESETS["tutorial"]), dictionary, words=200, temperature=1.0, seed=5)
-    assert result["quantized"] == pair.quant_words
-    assert result["first_difference"] == pair.first_difference
+    texts = [list(generate(m, dictionary, words=200, temperature=1.0, seed=5))
+             for m in (model, quantize(model, PRESETS["tutorial"]))]
+    assert result["quantized"] == texts[1]
+    assert result["first_difference"] == first_difference(*texts)
 
 
 def _pth_bytes(model) -> bytes:
@@ -269,16 +269,9 @@ def test_the_download_note_loads_the_quantized_model_back(app_env, tmp_path):
     assert torch.equal(scope["model"](x, model.init_hidden(1))[0], quant(x, model.init_hidden(1))[0])
 
 
-def _load_app_module():
-    spec = importlib.util.spec_from_file_location("streamlit_app_under_test", APP)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)  # defines the cached loaders; main() only runs under `streamlit run`
-    return module
-
-
 def test_twenty_sessions_at_once_match_one_alone(app_env):
-    app = _load_app_module()
+    from ui import cached as app
+
     key = str(Path(app_env["bundle"]).resolve())
     loaded = app.load_source("bundled", key)
     assert app.load_source("bundled", key) is loaded  # one shared copy
@@ -288,8 +281,9 @@ def test_twenty_sessions_at_once_match_one_alone(app_env):
     ids = app_env["corpus"].test
 
     def session(i: int):
-        pair = generate_pair(loaded.model, quant, loaded.dictionary, words=60, temperature=1.0, seed=i % 4)
-        return pair.float_words, pair.quant_words, evaluate(quant, ids).loss, evaluate(loaded.model, ids).loss
+        texts = [list(generate(m, loaded.dictionary, words=60, temperature=1.0, seed=i % 4))
+                 for m in (loaded.model, quant)]
+        return *texts, evaluate(quant, ids).loss, evaluate(loaded.model, ids).loss
 
     alone = [session(i) for i in range(4)]
     with ThreadPoolExecutor(max_workers=20) as pool:

@@ -6,7 +6,8 @@ from torch import nn
 
 from wlm.corpus import batchify
 from wlm.errors import WlmError
-from wlm.evaluate import evaluate, num_threads
+from wlm.evaluate import evaluate
+from wlm.threads import num_threads
 
 from conftest import tiny_model
 

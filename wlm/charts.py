@@ -16,6 +16,7 @@ import pandas as pd
 from .corpus import EOS
 from .fidelity import FidelityResult, WeightHistogram
 from .model import PART_NAMES
+
 MODEL_COLORS = alt.Scale(domain=["float", "quantized"], range=["#4c78a8", "#f58518"])
 
 

@@ -81,7 +81,8 @@ def open_model(checkpoint: str | Path | None = None, *, random_init: bool = Fals
             raise WlmError("--random-init takes its vocabulary from the corpus; pass --data DIR or set WLM_DATA_DIR")
         return LoadedModel(random_model(len(corpus.dictionary), seed), f"random init (seed {seed})", corpus.dictionary)
     if checkpoint is None and not (default_model_path() / WEIGHTS_FILE).is_file():
-        raise WlmError(f"the bundled model is missing ({default_model_path()}); pass --checkpoint FILE or --random-init")
+        raise WlmError(f"the bundled model is missing ({default_model_path()}); "
+                       "pass --checkpoint FILE or --random-init")
     loaded = load_model(checkpoint)
     if corpus is not None:
         check_vocab(loaded.model, len(corpus.dictionary), f"the corpus in {corpus.path}")

@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "then ./data/wikitext-2)")
 
     def add_model(p):
-        p.add_argument("--checkpoint", help="bundle folder, .safetensors or the tutorial's .pth (default: bundled model)")
+        p.add_argument("--checkpoint",
+                       help="bundle folder, .safetensors or the tutorial's .pth (default: bundled model)")
 
     def add_threads(p, default=1):
         p.add_argument("--threads", type=_positive_int, default=default, help=f"torch threads (default {default})")

@@ -125,7 +125,8 @@ def weight_histogram(float_model: nn.Module, quant_model: nn.Module, name: str, 
     """Data for a histogram of one weight with its quantization grid, e.g. ``name='rnn.weight_hh_l0'``."""
     available = quantized_weights(quant_model)
     if name not in available:
-        raise WlmError(f"weight {name!r} is not quantized in this model; choose one of {', '.join(available) or 'none'}")
+        raise WlmError(f"weight {name!r} is not quantized in this model; "
+                       f"choose one of {', '.join(available) or 'none'}")
     qweight = available[name]
     w = float_model.state_dict()[name].float().reshape(-1)
     wq = _as_float(qweight).reshape(-1)

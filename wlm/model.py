@@ -98,7 +98,8 @@ class LoadedModel:
 REQUIRED_KEYS = ("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight", "decoder.bias")
 
 
-def config_from_state_dict(state: dict[str, torch.Tensor], dropout: float = 0.5, source: str = "checkpoint") -> ModelConfig:
+def config_from_state_dict(state: dict[str, torch.Tensor], dropout: float = 0.5,
+                           source: str = "checkpoint") -> ModelConfig:
     """The architecture implied by the tensor shapes."""
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:

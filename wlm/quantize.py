@@ -34,7 +34,8 @@ class QuantSpec:
         if self.embedding_bits not in (8, 4):
             raise WlmError(f"embedding bits must be 8 or 4, got {self.embedding_bits}")
         if self.per_channel and self.dtype != "qint8":
-            raise WlmError("per-channel quantization needs dtype qint8; float16 weights have no scale to split per channel")
+            raise WlmError("per-channel quantization needs dtype qint8; "
+                           "float16 weights have no scale to split per channel")
 
     @property
     def is_float(self) -> bool:

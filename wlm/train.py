@@ -162,7 +162,8 @@ def save_resume(path: Path, model, optimizers, state: TrainState, hidden, recipe
 
 def load_resume(path: Path) -> dict:
     if not path.is_file():
-        raise WlmError(f"resume checkpoint {path} does not exist; start without --resume or point --out at the run's folder")
+        raise WlmError(f"resume checkpoint {path} does not exist; "
+                       "start without --resume or point --out at the run's folder")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
@@ -288,7 +289,8 @@ def _stop_reason(interrupted: bool, state: TrainState, time_limit_s: float | Non
 
 
 class _CtrlC:
-    """While active (in the main thread), Ctrl-C sets ``pressed`` instead of raising: the batch finishes and is saved."""
+    """While active (in the main thread), Ctrl-C sets ``pressed`` instead of raising: the batch finishes and
+    is saved."""
 
     def __enter__(self) -> "_CtrlC":
         self.pressed = False
