@@ -17,11 +17,11 @@ starting = st.empty()
 if "torch" not in sys.modules:
     starting.caption("Starting up: loading PyTorch and the model…")
 
-import wlm  # noqa: E402, F401  (quantization warning filters)
-from ui import fidelity_tab, generate_tab, model_tab, speed_tab, walkthrough_tab  # noqa: E402
-from ui.cached import use_one_thread  # noqa: E402
-from ui.setup import Setup, corpus_panel, init_from_query_params, resolve_setup, sidebar, with_corpus  # noqa: E402
-from wlm.errors import WlmError  # noqa: E402
+import wlm  # noqa: F401  (quantization warning filters)
+from ui import fidelity_tab, generate_tab, model_tab, speed_tab, walkthrough_tab
+from ui.cached import use_one_thread
+from ui.setup import Setup, corpus_panel, init_from_query_params, resolve_setup, sidebar, with_corpus
+from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
         "Walkthrough": walkthrough_tab}
