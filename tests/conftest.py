@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import wlm
+from wlm.bundle import save_bundle
 from wlm.corpus import Corpus
 from wlm.model import LSTMModel, ModelConfig
 
@@ -80,7 +81,7 @@ def trained_tiny():
 
 @pytest.fixture(scope="session")
 def real_dir() -> Path:
-    """Wikitext-2: the folder WLM_DATA_DIR names, else the copy shipped in assets/ (so the real numbers are always tested)."""
+    """Wikitext-2: the folder WLM_DATA_DIR names, else the copy shipped in assets/ (real numbers always tested)."""
     from wlm.corpus import BUNDLED_DATA_DIR
 
     path = Path(os.environ.get("WLM_DATA_DIR") or BUNDLED_DATA_DIR)
@@ -91,3 +92,20 @@ def real_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_corpus(real_dir) -> Corpus:
     return Corpus(real_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_app(trained_tiny, tmp_path_factory):
+    """A bundle of the tiny trained model (float32, so the app's model equals it exactly) and its corpus."""
+    model, corpus = trained_tiny
+    root = tmp_path_factory.mktemp("app")
+    bundle = root / "bundle"
+    save_bundle(model, corpus.dictionary, bundle, {"name": "tiny test model"}, dtype=torch.float32)
+    return {"bundle": bundle, "data": write_corpus(root / "corpus"), "model": model, "corpus": corpus, "root": root}
+
+
+@pytest.fixture
+def app_env(tiny_app, monkeypatch):
+    monkeypatch.setenv("WLM_MODEL", str(tiny_app["bundle"]))
+    monkeypatch.setenv("WLM_DATA_DIR", str(tiny_app["data"]))
+    return tiny_app

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, write_corpus
-from served import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
-from wlm.checkpoint import save_bundle
+from wlm.bundle import save_bundle
 from wlm.generate import generate
 from wlm.quantize import PRESETS, quantize
+
+from conftest import REPO, write_corpus
+from served import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
 
 try:
     from playwright.sync_api import sync_playwright

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from wlm.checkpoint import BUNDLED_MODEL, load_bundle, sha256_file
+from wlm.bundle import BUNDLED_MODEL, load_bundle, sha256_file
 from wlm.evaluate import evaluate
 
 pytestmark = pytest.mark.skipif(not (BUNDLED_MODEL / "card.json").is_file(), reason="no bundled model in assets/")

@@ -2,12 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_model
 from wlm import charts
-from wlm.compare import compare_variants
-from wlm.explore import compare_next_words, size_by_part, surprisal_pair, thread_sweep, with_delta_loss
-from wlm.fidelity import FidelityResult, compare_outputs, weight_histogram, weight_sqnr
+from wlm.benchmark import benchmark_variants, thread_sweep, with_delta_loss
+from wlm.fidelity import FidelityResult, output_fidelity, weight_histogram, weight_sqnr
+from wlm.next_word import next_words_pair
 from wlm.quantize import PRESETS, quantize
+from wlm.sizes import size_by_part
+from wlm.surprisal import surprisal_pair
+
+from conftest import tiny_model
 
 
 def _sizes(float_parts, quant_parts):
@@ -93,11 +96,11 @@ def test_thread_chart_on_a_measured_sweep(tiny_corpus):
 
 def test_next_word_chart_says_whether_the_models_agree(trained_tiny):
     model, corpus = trained_tiny
-    same = charts.next_word_chart(compare_next_words(model, model, corpus.dictionary, "the", 5))
+    same = charts.next_word_chart(next_words_pair(model, model, corpus.dictionary, "the", 5))
     _valid(same)
     assert same.takeaway.startswith("Both models put") and "more than 0.0e+00" in same.takeaway
     other = tiny_model(len(corpus.dictionary), seed=7)
-    table = compare_next_words(model, other, corpus.dictionary, "the", 5)
+    table = next_words_pair(model, other, corpus.dictionary, "the", 5)
     first = table[table["rank"] == 1].set_index("model")["word"]
     text = charts.next_word_chart(table).takeaway
     assert text.startswith("The models disagree" if first["float"] != first["quantized"] else "Both models put")
@@ -116,7 +119,7 @@ def test_kl_chart_takeaway_counts_agreeing_tokens():
 def test_fidelity_charts_on_a_quantized_model(tiny_corpus):
     model = tiny_model(len(tiny_corpus.dictionary))
     quant = quantize(model, PRESETS["tutorial"])
-    result = compare_outputs(model, quant, tiny_corpus.test, max_tokens=50)
+    result = output_fidelity(model, quant, tiny_corpus.test, max_tokens=50)
     _valid(charts.kl_chart(result))
     sqnr = weight_sqnr(model, quant)
     figure = charts.sqnr_chart(sqnr)
@@ -170,7 +173,7 @@ def test_surprisal_html_and_takeaway(trained_tiny):
 
 def test_measured_variant_table_feeds_both_charts(tiny_corpus):
     model = tiny_model(len(tiny_corpus.dictionary))
-    table = compare_variants(model, tiny_corpus.test, ["tutorial", "int8+emb4"], max_tokens=40)
+    table = benchmark_variants(model, tiny_corpus.test, ["tutorial", "int8+emb4"], max_tokens=40)
     for builder in (charts.variants_size_chart, charts.throughput_chart):
         _valid(builder(table))
     assert "int8+emb4" in charts.variants_size_chart(table).takeaway

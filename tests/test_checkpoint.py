@@ -6,11 +6,11 @@ import pickle
 import pytest
 import torch
 
-from wlm.checkpoint import (config_from_state_dict, load_bundle, load_checkpoint_bytes, load_model, open_model,
-                            random_model, save_bundle)
+from wlm.bundle import load_bundle, save_bundle
+from wlm.checkpoint import load_checkpoint_bytes, load_model, open_model
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
-from wlm.model import ModelConfig
+from wlm.model import ModelConfig, config_from_state_dict, random_model
 
 from conftest import tiny_model
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from wlm import cli, onnx_engine
-from wlm.compare import COLUMNS, ENGINE_COLUMNS, compare_variants
+from wlm.benchmark import COLUMNS, ENGINE_COLUMNS, benchmark_variants
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate
-from wlm.fidelity import compare_outputs
+from wlm.fidelity import output_fidelity
 from wlm.onnx_engine import OnnxModel, onnx_files, onnx_model, parse_engines, weights_hash
 from wlm.quantize import PRESETS, quantize
 
@@ -51,9 +51,9 @@ def test_call_shape_matches_torch_with_free_length_and_batch(trained_tiny, ort_f
 
 def test_fidelity_harness_runs_on_sessions(trained_tiny, ort_files):
     model, corpus = trained_tiny
-    same = compare_outputs(model, OnnxModel(ort_files["fp32"]), corpus.test)
+    same = output_fidelity(model, OnnxModel(ort_files["fp32"]), corpus.test)
     assert same.kl_max < 1e-6 and same.top1_agreement == 1.0
-    int8 = compare_outputs(model, OnnxModel(ort_files["int8"]), corpus.test)
+    int8 = output_fidelity(model, OnnxModel(ort_files["int8"]), corpus.test)
     assert int8.kl_mean > 100 * max(same.kl_mean, 1e-12) and int8.top1_agreement > 0.8
     assert abs(int8.delta_loss) < 0.05
 
@@ -116,9 +116,9 @@ def test_engine_names_are_checked():
 
 def test_compare_rows_per_engine(trained_tiny, tmp_path):
     model, corpus = trained_tiny
-    torch_only = compare_variants(model, corpus.test, ["tutorial"], max_tokens=60)
+    torch_only = benchmark_variants(model, corpus.test, ["tutorial"], max_tokens=60)
     assert list(torch_only.columns) == COLUMNS
-    both = compare_variants(model, corpus.test, ["tutorial"], max_tokens=60, engines=["torch", "onnxruntime"],
+    both = benchmark_variants(model, corpus.test, ["tutorial"], max_tokens=60, engines=["torch", "onnxruntime"],
                             cache_dir=tmp_path)
     assert list(both.columns) == ENGINE_COLUMNS
     assert list(zip(both.variant, both.engine)) == [("fp32", "torch"), ("tutorial", "torch"),

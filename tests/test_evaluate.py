@@ -6,7 +6,7 @@ from torch import nn
 
 from wlm.corpus import batchify
 from wlm.errors import WlmError
-from wlm.evaluate import evaluate, num_threads
+from wlm.evaluate import evaluate
 
 from conftest import tiny_model
 
@@ -53,15 +53,6 @@ def test_batch_size_and_progress(trained_tiny):
     assert seen[-1][0] == seen[-1][1] == result.tokens
     assert all(a[0] < b[0] for a, b in zip(seen, seen[1:]))
 
-
-def test_num_threads_sets_and_restores():
-    before = torch.get_num_threads()
-    with num_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with pytest.raises(WlmError, match="threads"):
-        with num_threads(0):
-            pass
 
 
 def test_quantized_model_init_hidden():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from wlm.errors import WlmError
-from wlm.fidelity import GATES, compare_outputs, weight_histogram, weight_sqnr
+from wlm.fidelity import GATES, output_fidelity, weight_histogram, weight_sqnr
 from wlm.quantize import PRESETS, quantize
 
 from conftest import tiny_model
@@ -10,19 +10,19 @@ from conftest import tiny_model
 
 def test_identical_models_agree_perfectly(trained_tiny):
     model, corpus = trained_tiny
-    r = compare_outputs(model, model, corpus.test)
+    r = output_fidelity(model, model, corpus.test)
     assert r.kl_max == pytest.approx(0, abs=1e-9) and r.top1_agreement == 1.0 and r.delta_loss == 0
     assert r.tokens == len(corpus.test) - 1 == len(r.kl)
 
 
 def test_quantized_vs_float(trained_tiny):
     model, corpus = trained_tiny
-    r = compare_outputs(model, quantize(model, PRESETS["tutorial"]), corpus.test, max_tokens=80)
+    r = output_fidelity(model, quantize(model, PRESETS["tutorial"]), corpus.test, max_tokens=80)
     assert r.tokens == 79
     assert 0 < r.kl_mean < 0.01 and r.kl_median <= r.kl_p99 <= r.kl_max
     assert r.top1_agreement > 0.9
     assert abs(r.delta_loss) < 0.05
-    unrelated = compare_outputs(model, tiny_model(len(corpus.dictionary), seed=9), corpus.test, max_tokens=80)
+    unrelated = output_fidelity(model, tiny_model(len(corpus.dictionary), seed=9), corpus.test, max_tokens=80)
     assert unrelated.kl_mean > 100 * r.kl_mean and unrelated.top1_agreement < r.top1_agreement
 
 

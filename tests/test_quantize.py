@@ -2,11 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from wlm.checkpoint import random_model
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate
-from wlm.quantize import (PRESETS, BagEmbedding, QuantSpec, module_sizes, parameter_count, preset, quantize,
-                          state_dict_bytes, storage, weights_per_part)
+from wlm.model import random_model
+from wlm.quantize import PRESETS, BagEmbedding, QuantSpec, preset, quantize, storage
+from wlm.sizes import module_sizes, state_dict_bytes, weights_per_part
 
 from conftest import tiny_model
 
@@ -49,7 +49,8 @@ def test_every_preset(name, trained_tiny):
 def test_presets_quantize_what_they_say():
     model = tiny_model(50)
     q = quantize(model, PRESETS["tutorial"])
-    assert "DynamicQuantized" in type(q.rnn).__module__ + type(q.rnn).__qualname__ or "dynamic" in type(q.rnn).__module__
+    kind = type(q.rnn).__module__ + type(q.rnn).__qualname__
+    assert "DynamicQuantized" in kind or "dynamic" in type(q.rnn).__module__
     assert "dynamic" in type(q.decoder).__module__ and isinstance(q.encoder, nn.Embedding)
     assert q.decoder.weight().dtype == torch.qint8
     assert quantize(model, PRESETS["per-channel"]).decoder.weight().qscheme() == torch.per_channel_affine
@@ -106,8 +107,9 @@ def test_variants_share_float_parts_and_match_a_full_copy(name):
     reference = copy.deepcopy(model)
     if spec.embedding and spec.embedding_bits == 4:
         reference.encoder = BagEmbedding(reference.encoder)
-    from wlm.quantize import _weight_qconfig
     from torch.ao import quantization as tq
+
+    from wlm.quantize import _weight_qconfig
     mapping = {}
     if spec.lstm:
         mapping[nn.LSTM] = _weight_qconfig(spec, "lstm")
@@ -115,7 +117,8 @@ def test_variants_share_float_parts_and_match_a_full_copy(name):
         mapping[nn.Linear] = _weight_qconfig(spec, "linear")
     if spec.embedding:
         mapping[nn.EmbeddingBag if spec.embedding_bits == 4 else nn.Embedding] = (
-            tq.float_qparams_weight_only_qconfig_4bit if spec.embedding_bits == 4 else tq.float_qparams_weight_only_qconfig)
+            tq.float_qparams_weight_only_qconfig_4bit if spec.embedding_bits == 4
+            else tq.float_qparams_weight_only_qconfig)
     reference = quantize_dynamic(reference.eval(), mapping)
     x = torch.randint(80, (12, 1), generator=torch.Generator().manual_seed(1))
     assert torch.equal(variant(x, variant.init_hidden(1))[0], reference(x, reference.init_hidden(1))[0])
@@ -155,7 +158,7 @@ def test_quantizing_keeps_every_weight_and_says_how_it_is_stored(name):
     assert counts == {"embedding": 80 * 32, "lstm": 96 * 32 + 96 * 24 + 2 * 96 + 96 * 24 * 2 + 2 * 96,
                       "decoder": 80 * 24 + 80}
     assert weights_per_part(quantize(model, spec)) == counts
-    assert parameter_count(quantize(model, spec)) == sum(p.numel() for p in model.parameters())
+    assert sum(weights_per_part(quantize(model, spec)).values()) == sum(p.numel() for p in model.parameters())
     stored = storage(spec)
     assert (stored["embedding"] == "float32") == (not spec.embedding)
     assert (stored["lstm"] == "float32") == (not spec.lstm)

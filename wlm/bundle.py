@@ -1,32 +1,92 @@
-"""Turning a training run into the shipped model bundle, with its measured card."""
+"""The model bundle: a folder with ``model.safetensors`` (the weights), ``vocab.txt`` (one word per
+line, in id order) and ``card.json`` (config, training record, measured losses, and the sha256 of
+the weights file, checked on every load). Read, written, and made from a training run here.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from .checkpoint import load_bundle, model_from_state_dict, read_state_dict, save_bundle, write_card
-from .corpus import Corpus
-from .evaluate import evaluate, num_threads
-from .quantize import PRESETS, quantize
-from .train import RECIPES, load_resume
+from .corpus import Corpus, Dictionary
+from .errors import WlmError
+from .model import LoadedModel, LSTMModel, check_vocab, model_from_state_dict
 
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+BUNDLED_MODEL = ASSETS_DIR / "wlm-lstm"
+WEIGHTS_FILE, VOCAB_FILE, CARD_FILE = "model.safetensors", "vocab.txt", "card.json"
 CARD_TOKENS = 5000  # the prefix of the test split whose loss the card records for a quick check
 
-RECIPE_NOTES = (
-    "The seed's recipe (pytorch/examples word_language_model: SGD lr 20, clip 0.25, dropout 0.5, PyTorch's "
-    "default LSTM init) keeps this 5-layer model on the unigram plateau (validation loss 6.97 after a full epoch): "
-    "at initialisation the input-dependent signal shrinks about 4x per LSTM layer. Our recipe departs from it in "
-    "four ways: LSTM weights uniform in ±0.3 so the signal survives all five layers; AdamW, whose per-parameter "
-    "step size reaches the lower layers despite their tiny gradients; dropout 0.2 instead of 0.5 for a short "
-    "schedule; gradient-norm clip 1.0 with a warm-up and cosine learning-rate decay instead of lr/4 on plateaus."
-)
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
+    path = Path(path)
+    weights, vocab, card_path = path / WEIGHTS_FILE, path / VOCAB_FILE, path / CARD_FILE
+    for needed in (weights, vocab, card_path):
+        if not needed.is_file():
+            raise WlmError(f"model bundle {path} is incomplete: {needed.name} is missing "
+                           f"(a bundle holds {WEIGHTS_FILE}, {VOCAB_FILE} and {CARD_FILE})")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WlmError(f"{card_path} is not valid JSON ({exc})") from None
+    expected = card.get("weights_sha256")
+    actual = sha256_file(weights)
+    if expected != actual:
+        raise WlmError(f"{weights} does not match its card: sha256 is {actual[:12]}…, the card says "
+                       f"{str(expected)[:12]}…; the file is damaged or was replaced — restore it (git checkout)")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as exc:
+        raise WlmError(f"{weights} cannot be read as safetensors ({exc})") from None
+    model = model_from_state_dict(state, source=str(weights))
+    dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
+    check_vocab(model, len(dictionary), f"the bundle's vocabulary {vocab}")
+    return LoadedModel(model, str(path), dictionary, card)
+
+
+def save_bundle(model: LSTMModel, dictionary: Dictionary, path: str | Path, card: dict,
+                dtype: torch.dtype = torch.float16) -> dict:
+    """Write a bundle; returns the card as written (with config and weights_sha256 filled in)."""
+    check_vocab(model, len(dictionary), "the dictionary")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, path / WEIGHTS_FILE)
+    (path / VOCAB_FILE).write_text("".join(w + "\n" for w in dictionary.idx2word), encoding="utf-8")
+    return write_card(path, {**card, "config": model.config.to_dict(),
+                             "weights_dtype": str(dtype).replace("torch.", ""),
+                             "weights_sha256": sha256_file(path / WEIGHTS_FILE)})
+
+
+def write_card(path: str | Path, card: dict) -> dict:
+    (Path(path) / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
 
 
 def write_bundle(run_dir: Path, corpus: Corpus, out: Path, *, threads: int = 1,
                  log: Callable[[str], None] = print) -> dict:
+    """Bundle a training run's best model with a card that records its recipe and measured test losses."""
+    # Imported here: checkpoint reads bundles through this module, and reading a bundle needs none of these.
+    from .checkpoint import read_state_dict
+    from .evaluate import evaluate
+    from .quantize import PRESETS, quantize
+    from .threads import num_threads
+    from .train import DEPARTS_FROM_SEED, RECIPES, load_resume
+
     saved = load_resume(run_dir / "resume.pt")
     model = model_from_state_dict(read_state_dict(run_dir / "best.pt"), str(run_dir / "best.pt"))
     state, recipe = saved["state"], saved["recipe"]
@@ -35,7 +95,7 @@ def write_bundle(run_dir: Path, corpus: Corpus, out: Path, *, threads: int = 1,
         "architecture": "the tutorial's LSTMModel: embedding 512, LSTM 256 x 5 layers, linear decoder",
         "corpus": "Wikitext-2 (word level), vocabulary in order of first appearance over train, valid, test",
         "recipe": recipe,
-        "recipe_departs_from_seed": RECIPE_NOTES if recipe != RECIPES["tutorial"].to_dict() else "",
+        "recipe_departs_from_seed": DEPARTS_FROM_SEED if recipe != RECIPES["tutorial"].to_dict() else "",
         "seed": saved["extra"].get("seed"),
         "epochs": state["epoch"],
         "steps": state["step"],

@@ -13,9 +13,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from .corpus import EOS
 from .fidelity import FidelityResult, WeightHistogram
+from .model import PART_NAMES
 
-PART_ORDER = ["embedding", "lstm", "decoder"]
 MODEL_COLORS = alt.Scale(domain=["float", "quantized"], range=["#4c78a8", "#f58518"])
 
 
@@ -41,7 +42,7 @@ def format_mb(x: float) -> str:
 # --- Model ------------------------------------------------------------------------------------
 
 def size_takeaway(sizes: pd.DataFrame) -> str:
-    """From ``explore.size_by_part`` with models 'float' and 'quantized'."""
+    """From ``sizes.size_by_part`` with models 'float' and 'quantized'."""
     by = sizes.pivot(index="part", columns="model", values="mb")
     total_f, total_q = by["float"].sum(), by["quantized"].sum()
     emb_f, emb_q = by.loc["embedding", "float"], by.loc["embedding", "quantized"]
@@ -60,12 +61,12 @@ def size_chart(sizes: pd.DataFrame) -> Figure:
     chart = alt.Chart(sizes).mark_bar().encode(
         y=alt.Y("model:N", title=None, sort=["float", "quantized"]),
         x=alt.X("mb:Q", title="size (MB)", stack="zero"),
-        color=alt.Color("part:N", sort=PART_ORDER, title="part"),
+        color=alt.Color("part:N", sort=list(PART_NAMES), title="part"),
         order=alt.Order("part_index:Q"),
         tooltip=["model", "part", alt.Tooltip("mb:Q", format=".2f", title="MB"),
                  alt.Tooltip("share:Q", format=".0%", title="share of model")],
     ).transform_calculate(
-        part_index="indexof(['embedding', 'lstm', 'decoder'], datum.part)"
+        part_index=f"indexof({list(PART_NAMES)!r}, datum.part)"
     ).properties(height=140)
     return Figure(chart, size_takeaway(sizes))
 
@@ -73,7 +74,7 @@ def size_chart(sizes: pd.DataFrame) -> Figure:
 # --- Speed & accuracy -------------------------------------------------------------------------
 
 def _variant_bars(table: pd.DataFrame, field: str, title: str, tooltip: list) -> alt.Chart:
-    """One bar per row of a ``compare_variants`` table, float in blue and the variants in orange."""
+    """One bar per row of a ``benchmark_variants`` table, float in blue and the variants in orange."""
     return alt.Chart(table).mark_bar().encode(
         x=alt.X(f"{field}:Q", title=title),
         y=alt.Y("variant:N", sort=list(table["variant"]), title=None),
@@ -83,7 +84,7 @@ def _variant_bars(table: pd.DataFrame, field: str, title: str, tooltip: list) ->
 
 
 def variants_size_chart(table: pd.DataFrame) -> Figure:
-    """Bars of size per variant, from ``compare_variants``."""
+    """Bars of size per variant, from ``benchmark_variants``."""
     chart = _variant_bars(table, "size_mb", "size (MB)", [alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
                                                           alt.Tooltip("loss:Q", format=".4f"),
                                                           alt.Tooltip("ppl:Q", format=".2f")])
@@ -98,7 +99,7 @@ def variants_size_chart(table: pd.DataFrame) -> Figure:
 
 
 def throughput_chart(table: pd.DataFrame) -> Figure:
-    """Bars of tokens/s per variant, from ``compare_variants``."""
+    """Bars of tokens/s per variant, from ``benchmark_variants``."""
     chart = _variant_bars(table, "tokens_per_s", "tokens per second",
                           [alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s"),
                            alt.Tooltip("speedup:Q", format=".2f"), alt.Tooltip("seconds:Q", format=".2f")])
@@ -112,7 +113,7 @@ def throughput_chart(table: pd.DataFrame) -> Figure:
 
 
 def thread_chart(sweep: pd.DataFrame) -> Figure:
-    """Lines of tokens/s against thread count, one per variant (from ``explore.thread_sweep``)."""
+    """Lines of tokens/s against thread count, one per variant (from ``benchmark.thread_sweep``)."""
     chart = alt.Chart(sweep).mark_line(point=True).encode(
         x=alt.X("threads:O", title="threads"),
         y=alt.Y("tokens_per_s:Q", title="tokens per second"),
@@ -135,7 +136,7 @@ def thread_chart(sweep: pd.DataFrame) -> Figure:
 # --- Fidelity ---------------------------------------------------------------------------------
 
 def next_word_chart(table: pd.DataFrame) -> Figure:
-    """Grouped bars of next-word probabilities, from ``explore.compare_next_words``."""
+    """Grouped bars of next-word probabilities, from ``next_word.next_words_pair``."""
     order = list(dict.fromkeys(table["word"]))
     chart = alt.Chart(table).mark_bar().encode(
         x=alt.X("word:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
@@ -156,7 +157,7 @@ def next_word_chart(table: pd.DataFrame) -> Figure:
 
 
 def kl_chart(result: FidelityResult) -> Figure:
-    """Histogram of per-token KL(float ‖ quantized) on a log scale, from ``fidelity.compare_outputs``."""
+    """Histogram of per-token KL(float ‖ quantized) on a log scale, from ``fidelity.output_fidelity``."""
     kl = np.maximum(result.kl.astype(float), 1e-9)
     frame = pd.DataFrame({"log10_kl": np.log10(kl)})
     chart = alt.Chart(frame).mark_bar().encode(
@@ -217,7 +218,7 @@ def histogram_chart(hist: WeightHistogram, max_levels: int = 300) -> Figure:
 
 
 def tradeoff_chart(table: pd.DataFrame) -> Figure:
-    """Size (x) against Δloss (y), point size = tokens/s, one point per variant (``explore.with_delta_loss``)."""
+    """Size (x) against Δloss (y), point size = tokens/s, one point per variant (``benchmark.with_delta_loss``)."""
     base = alt.Chart(table).encode(
         x=alt.X("size_mb:Q", title="size (MB)", scale=alt.Scale(zero=True)),
         y=alt.Y("delta_loss:Q", title="Δ loss vs float (lower is better)"),
@@ -250,7 +251,7 @@ def tradeoff_takeaway(table: pd.DataFrame, tolerance: float = 0.01) -> str:
 # --- text views (HTML, escaped) ---------------------------------------------------------------
 
 def _word_html(word: str) -> str:
-    return "<br>" if word == "<eos>" else html.escape(word)
+    return "<br>" if word == EOS else html.escape(word)
 
 
 def paired_html(words: list[str], first_difference: int | None, other: list[str] | None = None) -> str:
@@ -259,7 +260,7 @@ def paired_html(words: list[str], first_difference: int | None, other: list[str]
     out = []
     for i, word in enumerate(words):
         piece = _word_html(word)
-        if word != "<eos>" and first_difference is not None and i >= first_difference:
+        if word != EOS and first_difference is not None and i >= first_difference:
             if i == first_difference:
                 piece = f"<mark style='background:#f58518;color:white'>{piece}</mark>"
             elif other is None or i >= len(other) or other[i] != word:
@@ -303,7 +304,7 @@ def surprisal_html(table: pd.DataFrame) -> str:
                 style += ";outline:1px dashed #555"
             title = "not in the vocabulary: scored as <unk>" if row.unknown else ""
             tip = html.escape(f"{loss:.2f} nats {title}".strip()) if not math.isnan(loss) else "unknown word"
-            text = "⏎" if row.word == "<eos>" else html.escape(row.word) + ("?" if row.unknown else "")
+            text = "⏎" if row.word == EOS else html.escape(row.word) + ("?" if row.unknown else "")
             cells.append(f"<span title='{tip}' style='{style}'>{text}</span>")
         rows.append(f"<div style='margin:4px 0'><b>{label}</b>: {' '.join(cells)}</div>")
     return "".join(rows)

@@ -72,7 +72,7 @@ def _print_table(table, fmt: str) -> None:
 
 
 def cmd_compare(args) -> None:
-    from .compare import compare_variants, parse_variants
+    from .benchmark import benchmark_variants, parse_variants
     from .onnx_engine import parse_engines, require_onnxruntime
 
     variants = parse_variants(args.variants)
@@ -95,7 +95,7 @@ def cmd_compare(args) -> None:
     _, note = limit_tokens(corpus.test, args.max_tokens)
     if note:
         _log(note)
-    table = compare_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
+    table = benchmark_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
                              threads=args.threads, engines=engines, progress=progress)
     for bar, _ in bars.values():
         bar.close()
@@ -114,7 +114,7 @@ def _variant_of(args):
 
 def _measured(desc: str, threads: int, run):
     """``run(progress)`` under a progress bar and the chosen thread count; its clamping note goes to stderr."""
-    from .evaluate import num_threads
+    from .threads import num_threads
 
     bar, update = _bar(desc)
     with num_threads(threads):
@@ -127,7 +127,7 @@ def _measured(desc: str, threads: int, run):
 
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
-    from .quantize import state_dict_bytes
+    from .sizes import state_dict_bytes
 
     spec, corpus, loaded, model = _variant_of(args)
     result = _measured(f"evaluate {args.variant}", args.threads, lambda update: evaluate(
@@ -139,6 +139,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_generate(args) -> None:
+    from .corpus import EOS
     from .generate import check_sampling, encode_prompt, generate
     from .quantize import preset, quantize
 
@@ -158,7 +159,7 @@ def cmd_generate(args) -> None:
     for word in tqdm(generate(model, loaded.dictionary, words=args.words, temperature=args.temperature,
                               seed=args.seed, prompt=args.prompt), total=args.words, desc="generate",
                      unit="word", file=sys.stderr, leave=False):
-        if word == "<eos>":
+        if word == EOS:
             print(" ".join(line), flush=True)
             line = []
         else:
@@ -168,10 +169,10 @@ def cmd_generate(args) -> None:
 
 
 def cmd_fidelity(args) -> None:
-    from .fidelity import compare_outputs, weight_sqnr
+    from .fidelity import output_fidelity, weight_sqnr
 
     spec, corpus, loaded, quant = _variant_of(args)
-    result = _measured(f"fidelity {args.variant}", args.threads, lambda update: compare_outputs(
+    result = _measured(f"fidelity {args.variant}", args.threads, lambda update: output_fidelity(
         loaded.model, quant, corpus.test, max_tokens=args.max_tokens, progress=update))
     sqnr = weight_sqnr(loaded.model, quant)
     if args.format == "json":
@@ -194,9 +195,9 @@ def cmd_corpus(args) -> None:
     corpus = Corpus(path)
     ours = time.perf_counter() - start
     row = {"corpus": corpus.label, "path": str(path), "official_wikitext2": not corpus.edited_splits,
-           "differs_from_official": corpus.edited_splits, "vocab": len(corpus.dictionary), "train_tokens": len(corpus.train),
-           "valid_tokens": len(corpus.valid), "test_tokens": len(corpus.test), "load_seconds": round(ours, 3),
-           "from_cache": corpus.from_cache}
+           "differs_from_official": corpus.edited_splits, "vocab": len(corpus.dictionary),
+           "train_tokens": len(corpus.train), "valid_tokens": len(corpus.valid), "test_tokens": len(corpus.test),
+           "load_seconds": round(ours, 3), "from_cache": corpus.from_cache}
     if args.reference:
         start = time.perf_counter()
         Corpus(path, cache=False)
@@ -217,7 +218,7 @@ def cmd_download(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .evaluate import num_threads
+    from .threads import num_threads
     from .train import recipe_with, train
 
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "bptt", "dropout", "lstm_init",
@@ -257,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "then ./data/wikitext-2, then the bundled copy in assets/wikitext-2)")
 
     def add_model(p):
-        p.add_argument("--checkpoint", help="bundle folder, .safetensors or the tutorial's .pth (default: bundled model)")
+        p.add_argument("--checkpoint",
+                       help="bundle folder, .safetensors or the tutorial's .pth (default: bundled model)")
 
     def add_threads(p, default=1):
         p.add_argument("--threads", type=_positive_int, default=default, help=f"torch threads (default {default})")

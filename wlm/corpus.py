@@ -26,7 +26,7 @@ SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = Path("data") / "wikitext-2"
 # The copy shipped with the project, so that every command and tab works offline on a fresh clone.
 BUNDLED_DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "wikitext-2"
-# The official Wikitext-2 splits (wiki.*.tokens of wikitext-2-v1): the figures in the README were measured on these bytes.
+# The official Wikitext-2 splits (wiki.*.tokens of wikitext-2-v1): the README's figures were measured on these bytes.
 OFFICIAL_SHA256 = {
     "train": "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f",
     "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",

@@ -1,11 +1,15 @@
-"""The tutorial's evaluation: batch 1, chunks of 25 tokens, hidden state carried across chunks."""
+"""The tutorial's evaluation: batch 1, chunks of 25 tokens, hidden state carried across chunks.
+
+``chunks`` is the one walk over a token stream that every measurement of a loss shares: ``evaluate``
+here, ``fidelity.output_fidelity`` (two models on the same chunks) and ``train.validation_loss``
+(``evaluate`` with the training batch and chunk length).
+"""
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -30,22 +34,6 @@ class EvalResult:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def num_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)``, restoring the previous count afterwards."""
-    if n is None:
-        yield
-        return
-    if not isinstance(n, int) or n < 1:
-        raise WlmError(f"threads must be a whole number of at least 1, got {n!r}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def limit_tokens(data: torch.Tensor, max_tokens: int | None) -> tuple[torch.Tensor, str]:
     """A prefix of ``data`` of ``max_tokens`` tokens; asking for more than there is is clamped and said so."""
     if max_tokens is None:
@@ -58,6 +46,33 @@ def limit_tokens(data: torch.Tensor, max_tokens: int | None) -> tuple[torch.Tens
 
 
 @torch.no_grad()
+def chunks(models: Sequence[nn.Module], data: torch.Tensor, *, batch_size: int = 1, bptt: int = BPTT,
+           progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Feed ``data`` (a 1-D id tensor) to every model in chunks of ``bptt`` steps, each model carrying its
+    own hidden state from chunk to chunk; yields (targets, each model's logits) per chunk.
+
+    ``progress(done, total)`` is called after every chunk with token counts.
+    """
+    if bptt < 1:
+        raise WlmError(f"bptt must be at least 1, got {bptt}")
+    source = batchify(data, batch_size)
+    for model in models:
+        model.eval()
+    hidden = [model.init_hidden(batch_size) for model in models]
+    steps = source.size(0) - 1
+    for i in range(0, steps, bptt):
+        inputs, targets = get_batch(source, i, bptt)
+        logits = []
+        for k, model in enumerate(models):
+            out, state = model(inputs, hidden[k])
+            hidden[k] = detach_hidden(state)
+            logits.append(out)
+        yield targets, logits
+        if progress is not None:
+            progress(min(i + bptt, steps) * batch_size, steps * batch_size)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: torch.Tensor,
@@ -67,28 +82,17 @@ def evaluate(
     bptt: int = BPTT,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
-    """Mean next-word cross-entropy over ``data`` (a 1-D id tensor), as the tutorial computes it.
+    """Mean next-word cross-entropy per token over ``data`` (a 1-D id tensor), as the tutorial computes it.
 
     ``progress(done, total)`` is called after every chunk with token counts.
     """
-    if bptt < 1:
-        raise WlmError(f"bptt must be at least 1, got {bptt}")
     data, note = limit_tokens(data, max_tokens)
-    source = batchify(data, batch_size)
-    model.eval()
-    hidden = model.init_hidden(batch_size)
-    total_loss = 0.0
-    steps = source.size(0) - 1
+    total_loss, tokens = 0.0, 0
     start = time.perf_counter()
-    for i in range(0, steps, bptt):
-        inputs, targets = get_batch(source, i, bptt)
-        logits, hidden = model(inputs, hidden)
-        hidden = detach_hidden(hidden)
-        # Weighted by chunk length, as the tutorial does, so a short last chunk counts less.
-        total_loss += len(inputs) * nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), targets).item()
-        if progress is not None:
-            progress(min(i + bptt, steps) * batch_size, steps * batch_size)
+    for targets, (logits,) in chunks([model], data, batch_size=batch_size, bptt=bptt, progress=progress):
+        # Each chunk's mean weighted by its size, so a short last chunk counts less.
+        total_loss += len(targets) * nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), targets).item()
+        tokens += len(targets)
     seconds = time.perf_counter() - start
-    loss = total_loss / steps
-    tokens = steps * batch_size
+    loss = total_loss / tokens
     return EvalResult(loss, math.exp(loss), tokens, seconds, tokens / seconds if seconds > 0 else float("inf"), note)

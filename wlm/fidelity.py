@@ -15,10 +15,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .corpus import batchify, get_batch
 from .errors import WlmError
-from .evaluate import BPTT, limit_tokens
-from .model import detach_hidden
+from .evaluate import BPTT, chunks, limit_tokens
+from .model import PART_BY_ATTR
+from .torch_internals import packed_lstm_weights
 
 GATES = ("i", "f", "g", "o")  # PyTorch's order of the four blocks in each LSTM weight
 
@@ -43,30 +43,20 @@ class FidelityResult:
 
 
 @torch.no_grad()
-def compare_outputs(float_model: nn.Module, quant_model: nn.Module, data: torch.Tensor, *,
+def output_fidelity(float_model: nn.Module, quant_model: nn.Module, data: torch.Tensor, *,
                     max_tokens: int | None = None, bptt: int = BPTT,
                     progress: Callable[[int, int], None] | None = None) -> FidelityResult:
     """Run both models over the same tokens (batch 1, hidden carried) and compare their predictions."""
     data, note = limit_tokens(data, max_tokens)
-    source = batchify(data, 1)
-    float_model.eval()
-    quant_model.eval()
-    hf, hq = float_model.init_hidden(1), quant_model.init_hidden(1)
-    kls, agree, nll_f, nll_q = [], 0, 0.0, 0.0
-    steps = source.size(0) - 1
-    for i in range(0, steps, bptt):
-        inputs, targets = get_batch(source, i, bptt)
-        lf, hf = float_model(inputs, hf)
-        lq, hq = quant_model(inputs, hq)
-        hf, hq = detach_hidden(hf), detach_hidden(hq)
+    kls, agree, nll_f, nll_q, steps = [], 0, 0.0, 0.0, 0
+    for targets, (lf, lq) in chunks([float_model, quant_model], data, bptt=bptt, progress=progress):
         logp_f = torch.log_softmax(lf.view(-1, lf.size(-1)).double(), -1)
         logp_q = torch.log_softmax(lq.view(-1, lq.size(-1)).double(), -1)
         kls.append((logp_f.exp() * (logp_f - logp_q)).sum(-1).clamp_min(0).float())
         agree += int((logp_f.argmax(-1) == logp_q.argmax(-1)).sum())
         nll_f -= float(logp_f.gather(1, targets.view(-1, 1)).sum())
         nll_q -= float(logp_q.gather(1, targets.view(-1, 1)).sum())
-        if progress is not None:
-            progress(min(i + bptt, steps), steps)
+        steps += len(targets)
     kl = torch.cat(kls).numpy()
     loss_f, loss_q = nll_f / steps, nll_q / steps
     return FidelityResult(
@@ -87,8 +77,9 @@ def quantized_weights(quant_model: nn.Module) -> dict[str, torch.Tensor]:
     encoder = getattr(quant_model.encoder, "bag", quant_model.encoder)
     if callable(getattr(encoder, "weight", None)):
         out["encoder.weight"] = encoder.weight()
-    if hasattr(quant_model.rnn, "_weight_bias"):
-        for name, weight in quant_model.rnn._weight_bias()["weight"].items():
+    packed = packed_lstm_weights(quant_model.rnn)
+    if packed is not None:
+        for name, weight in packed["weight"].items():
             out[f"rnn.{name}"] = weight
     if callable(getattr(quant_model.decoder, "weight", None)):
         out["decoder.weight"] = quant_model.decoder.weight()
@@ -110,7 +101,7 @@ def weight_sqnr(float_model: nn.Module, quant_model: nn.Module) -> pd.DataFrame:
     rows = []
     for name, qweight in quantized_weights(quant_model).items():
         w, wq = reference[name].float(), _as_float(qweight)
-        part = {"encoder": "embedding", "rnn": "lstm", "decoder": "decoder"}[name.split(".")[0]]
+        part = PART_BY_ATTR[name.split(".")[0]].name
         layer = int(name.rsplit("_l", 1)[1]) if part == "lstm" else None
         short = name.split(".", 1)[1]
         rows.append({"part": part, "weight": short, "layer": layer, "gate": "all", "sqnr_db": sqnr_db(w, wq)})
@@ -134,7 +125,8 @@ def weight_histogram(float_model: nn.Module, quant_model: nn.Module, name: str, 
     """Data for a histogram of one weight with its quantization grid, e.g. ``name='rnn.weight_hh_l0'``."""
     available = quantized_weights(quant_model)
     if name not in available:
-        raise WlmError(f"weight {name!r} is not quantized in this model; choose one of {', '.join(available) or 'none'}")
+        raise WlmError(f"weight {name!r} is not quantized in this model; "
+                       f"choose one of {', '.join(available) or 'none'}")
     qweight = available[name]
     w = float_model.state_dict()[name].float().reshape(-1)
     wq = _as_float(qweight).reshape(-1)

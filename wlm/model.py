@@ -1,10 +1,34 @@
-"""The tutorial's LSTM language model; submodule names match its checkpoint's keys."""
+"""The tutorial's LSTM language model, its three parts, and how to rebuild it from a state_dict.
+
+Submodule names match the tutorial checkpoint's keys.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from .errors import WlmError
+
+if TYPE_CHECKING:
+    from .corpus import Dictionary
+
+
+@dataclass(frozen=True)
+class Part:
+    """One of the model's three parts under each of its names."""
+
+    name: str  # what tables, charts and the app call it
+    attr: str  # the LSTMModel attribute, which is also its state_dict prefix
+    flag: str  # the QuantSpec switch that quantizes it
+
+
+PARTS = (Part("embedding", "encoder", "embedding"), Part("lstm", "rnn", "lstm"), Part("decoder", "decoder", "linear"))
+PART_NAMES = tuple(part.name for part in PARTS)
+PART_BY_ATTR = {part.attr: part for part in PARTS}
 
 
 @dataclass(frozen=True)
@@ -59,3 +83,69 @@ def detach_hidden(hidden):
     if isinstance(hidden, torch.Tensor):
         return hidden.detach()
     return tuple(detach_hidden(h) for h in hidden)
+
+
+@dataclass
+class LoadedModel:
+    """A float model as loaded, with where it came from and, when the file brings them, its vocabulary and card."""
+
+    model: LSTMModel
+    source: str
+    dictionary: Dictionary | None = None
+    card: dict = field(default_factory=dict)
+
+
+REQUIRED_KEYS = ("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight", "decoder.bias")
+
+
+def config_from_state_dict(state: dict[str, torch.Tensor], dropout: float = 0.5,
+                           source: str = "checkpoint") -> ModelConfig:
+    """The architecture implied by the tensor shapes."""
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise WlmError(f"{source} is not an LSTM language model state_dict: missing {', '.join(missing)}")
+    ntoken, ninp = state["encoder.weight"].shape
+    nhid = state["rnn.weight_hh_l0"].shape[1]
+    nlayers = len([k for k in state if re.fullmatch(r"rnn\.weight_ih_l\d+", k)])
+    config = ModelConfig(ntoken=int(ntoken), ninp=int(ninp), nhid=int(nhid), nlayers=nlayers, dropout=dropout)
+    expected = _shapes_of(config) if nlayers else {}
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k])})"
+             for k, v in state.items() if k in expected and v.shape != expected[k]]
+    unknown = sorted(set(state) - set(expected))
+    absent = sorted(set(expected) - set(state))
+    if wrong or unknown or absent:
+        detail = "; ".join(filter(None, [
+            "wrong shapes: " + ", ".join(wrong[:3]) if wrong else "",
+            "unexpected keys: " + ", ".join(unknown[:3]) if unknown else "",
+            "missing keys: " + ", ".join(absent[:3]) if absent else "",
+        ]))
+        raise WlmError(f"{source} does not fit the LSTM language model ({detail})")
+    return config
+
+
+def _shapes_of(config: ModelConfig) -> dict[str, torch.Size]:
+    # On the meta device nothing is allocated or initialised: only the shapes are wanted.
+    with torch.device("meta"):
+        return {k: v.shape for k, v in LSTMModel(config, initialise=False).state_dict().items()}
+
+
+def model_from_state_dict(state: dict[str, torch.Tensor], source: str = "checkpoint") -> LSTMModel:
+    config = config_from_state_dict(state, source=source)
+    # Built on the meta device and handed the loaded tensors (assign=True): initialising 28 M
+    # weights only to overwrite them would double the load time.
+    with torch.device("meta"):
+        model = LSTMModel(config, initialise=False)
+    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, assign=True)
+    return model.eval()
+
+
+def check_vocab(model: LSTMModel, vocab_size: int, what: str) -> None:
+    if model.config.ntoken != vocab_size:
+        raise WlmError(f"the model has {model.config.ntoken:,} output words but {what} has {vocab_size:,}; "
+                       "use the corpus (or vocabulary) the model was trained on")
+
+
+def random_model(ntoken: int, seed: int = 0) -> LSTMModel:
+    """The tutorial's architecture with freshly initialised weights (for sizes and speed, not for text)."""
+    torch.manual_seed(seed)
+    return LSTMModel(ModelConfig(ntoken=ntoken)).eval()

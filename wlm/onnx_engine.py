@@ -7,7 +7,7 @@ into int8. Both files are cached on disk, keyed by a hash of the weights and of 
 that shaped them, so the slow export happens once per model.
 
 ``OnnxModel`` takes (ids [T, B], (h, c)) and returns (logits [T, B, V], (h, c)) as torch tensors,
-which lets ``wlm.evaluate.evaluate`` and ``wlm.fidelity.compare_outputs`` run on it unchanged.
+which lets ``wlm.evaluate.evaluate`` and ``wlm.fidelity.output_fidelity`` run on it unchanged.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def onnx_files(model: nn.Module, cache_dir: str | Path | None = None) -> dict[st
 class OnnxModel:
     """An ONNX Runtime session with the torch model's call shape and ``init_hidden``."""
 
-    def __init__(self, path: str | Path, *, threads: int | None = 1, profile_prefix: str | None = None):
+    def __init__(self, path: str | Path, *, threads: int | None = 1):
         ort = require_onnxruntime()
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise WlmError(f"threads must be a whole number of at least 1, got {threads!r}")
@@ -155,9 +155,6 @@ class OnnxModel:
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if profile_prefix:
-            options.enable_profiling = True
-            options.profile_file_prefix = profile_prefix
         self.path = Path(path)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
@@ -184,10 +181,6 @@ class OnnxModel:
                 "c0": np.ascontiguousarray(c.numpy())}
         logits, hn, cn = self.session.run(OUTPUT_NAMES, feed)
         return torch.from_numpy(logits), (torch.from_numpy(hn), torch.from_numpy(cn))
-
-    def end_profiling(self) -> str:
-        """Stop profiling and return the trace file's path (only when made with ``profile_prefix``)."""
-        return self.session.end_profiling()
 
 
 def onnx_model(model: nn.Module, variant: str = "int8", *, threads: int | None = 1,

@@ -6,7 +6,6 @@ with ``torch.ao.quantization.quantize_dynamic`` and leaves the float model untou
 from __future__ import annotations
 
 import copy
-import io
 from dataclasses import asdict, dataclass
 
 import torch
@@ -14,10 +13,10 @@ from torch import nn
 from torch.ao import quantization as tq
 
 from .errors import WlmError
-from .model import LSTMModel
+from .model import PARTS, LSTMModel
+from .torch_internals import with_children
 
 DTYPES = ("qint8", "float16")
-PARTS = ("embedding", "lstm", "decoder")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,8 @@ class QuantSpec:
         if self.embedding_bits not in (8, 4):
             raise WlmError(f"embedding bits must be 8 or 4, got {self.embedding_bits}")
         if self.per_channel and self.dtype != "qint8":
-            raise WlmError("per-channel quantization needs dtype qint8; float16 weights have no scale to split per channel")
+            raise WlmError("per-channel quantization needs dtype qint8; "
+                           "float16 weights have no scale to split per channel")
 
     @property
     def is_float(self) -> bool:
@@ -105,23 +105,17 @@ def _weight_qconfig(spec: QuantSpec, module: str):
 
 def _part_keys(spec: QuantSpec) -> dict[str, tuple]:
     """What each quantized submodule depends on: two variants with the same key share the part."""
-    keys: dict[str, tuple] = {}
-    if spec.embedding:
-        keys["encoder"] = ("embedding", spec.embedding_bits)
-    if spec.lstm:
-        keys["rnn"] = ("lstm", spec.dtype)
-    if spec.linear:
-        keys["decoder"] = ("linear", spec.dtype, spec.per_channel)
-    return keys
+    keys = {"embedding": ("embedding", spec.embedding_bits), "lstm": ("lstm", spec.dtype),
+            "linear": ("linear", spec.dtype, spec.per_channel)}
+    return {part.attr: keys[part.flag] for part in PARTS if getattr(spec, part.flag)}
 
 
 def _quantize_parts(model: LSTMModel, spec: QuantSpec, names: set[str]) -> dict[str, nn.Module]:
     """Fresh quantized copies of the submodules ``names`` (a subset of what ``spec`` quantizes)."""
     # A shell with its own child table: the other parts become placeholders, so quantize_dynamic
     # never sees (or marks) the float model's modules.
-    shell = copy.copy(model)
-    shell._modules = {name: copy.deepcopy(module) if name in names else nn.Identity()
-                      for name, module in model._modules.items()}
+    shell = with_children(model, {name: copy.deepcopy(module) if name in names else nn.Identity()
+                                  for name, module in model.named_children()})
     qconfig_spec: dict = {}
     if "rnn" in names:
         qconfig_spec[nn.LSTM] = _weight_qconfig(spec, "lstm")
@@ -157,69 +151,10 @@ def quantize(model: LSTMModel, spec: QuantSpec, parts: dict | None = None) -> nn
     if missing:  # a variant whose parts are all lent needs no quantize_dynamic pass at all
         for name, module in _quantize_parts(model, spec, missing).items():
             known[keys[name]] = module
-    variant = copy.copy(model)
-    variant._parameters, variant._buffers = dict(model._parameters), dict(model._buffers)
-    variant._modules = {name: known[keys[name]] if name in keys else module
-                        for name, module in model._modules.items()}
+    variant = with_children(model, {name: known[keys[name]] if name in keys else module
+                                    for name, module in model.named_children()})
     variant.training = False  # not .eval(): that would also switch the shared float modules
     return variant
-
-
-class _ByteCounter(io.RawIOBase):
-    """A write-only file that keeps nothing but the count of bytes written to it."""
-
-    def __init__(self):
-        super().__init__()
-        self.written = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        size = memoryview(data).nbytes
-        self.written += size
-        return size
-
-    def tell(self) -> int:
-        return self.written
-
-
-def state_dict_bytes(model: nn.Module) -> int:
-    """Bytes of ``torch.save(model.state_dict())``: the tutorial's "Size", counted as it is written
-    (no model-sized copy is kept; the count equals the file's size)."""
-    counter = _ByteCounter()
-    torch.save(model.state_dict(), counter)
-    return counter.written
-
-
-def module_sizes(model: nn.Module) -> dict[str, int]:
-    """Serialized bytes of each part: embedding (encoder), lstm (rnn), decoder."""
-    return {part: state_dict_bytes(getattr(model, attr)) for part, attr in
-            (("embedding", "encoder"), ("lstm", "rnn"), ("decoder", "decoder"))}
-
-
-def _weights_of(module: nn.Module) -> list[torch.Tensor]:
-    """The weight and bias tensors a part holds, float or quantized (same count either way)."""
-    if hasattr(module, "_weight_bias") and isinstance(getattr(module, "_all_weight_values", None), nn.ModuleList):
-        packed = module._weight_bias()  # a dynamically quantized LSTM keeps them in packed script objects
-        return [t for kind in ("weight", "bias") for t in packed[kind].values() if t is not None]
-    quantized = [m for m in module.modules() if callable(getattr(m, "weight", None))]
-    if quantized:  # quantized Linear / Embedding / EmbeddingBag: weight() and bias() unpack them
-        return [t for m in quantized for t in (m.weight(), getattr(m, "bias", lambda: None)())
-                if isinstance(t, torch.Tensor)]
-    return list(module.parameters())
-
-
-def weights_per_part(model: nn.Module) -> dict[str, int]:
-    """Weights (and biases) in each part: embedding, lstm, decoder. Quantizing changes how they are
-    stored, never how many there are."""
-    return {part: sum(t.numel() for t in _weights_of(getattr(model, attr)))
-            for part, attr in (("embedding", "encoder"), ("lstm", "rnn"), ("decoder", "decoder"))}
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Weights in the model, counting quantized ones (which are not ``nn.Parameter``s)."""
-    return sum(weights_per_part(model).values())
 
 
 def storage(spec: QuantSpec) -> dict[str, str]:
@@ -229,6 +164,5 @@ def storage(spec: QuantSpec) -> dict[str, str]:
     else:
         lstm = "int8 weights, float32 biases"
         decoder = "int8 weights (a scale per row), float32 biases" if spec.per_channel else lstm
-    return {"embedding": f"{spec.embedding_bits}-bit, scale and offset per row" if spec.embedding else "float32",
-            "lstm": lstm if spec.lstm else "float32",
-            "decoder": decoder if spec.linear else "float32"}
+    stored = {"embedding": f"{spec.embedding_bits}-bit, scale and offset per row", "lstm": lstm, "linear": decoder}
+    return {part.name: stored[part.flag] if getattr(spec, part.flag) else "float32" for part in PARTS}

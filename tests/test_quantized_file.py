@@ -3,10 +3,11 @@ import io
 import pytest
 import torch
 
-from conftest import tiny_model
 from wlm.errors import WlmError
-from wlm.export import load_note, load_quantized, quantized_bytes
 from wlm.quantize import PRESETS, QuantSpec, quantize
+from wlm.quantized_file import load_note, load_quantized, quantized_bytes
+
+from conftest import tiny_model
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

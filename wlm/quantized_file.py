@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from .errors import WlmError
-from .model import LSTMModel, ModelConfig
+from .model import PARTS, LSTMModel, ModelConfig
 from .quantize import QuantSpec, quantize
+from .torch_internals import is_packed_lstm, packed_lstm_weights, set_packed_lstm_weights
 
 
 def portable_state_dict(model: nn.Module) -> dict:
@@ -27,9 +28,9 @@ def portable_state_dict(model: nn.Module) -> dict:
     float model's names (``rnn.weight_ih_l0`` ...) instead, so the file loads without running code.
     """
     state = model.state_dict()
-    if hasattr(model.rnn, "_weight_bias"):
+    packed = packed_lstm_weights(model.rnn)
+    if packed is not None:
         state = {k: v for k, v in state.items() if not k.startswith("rnn.")}
-        packed = model.rnn._weight_bias()
         for kind in ("weight", "bias"):
             for name, tensor in packed[kind].items():
                 state[f"rnn.{name}"] = tensor
@@ -58,7 +59,7 @@ def load_quantized(file: str | os.PathLike | BinaryIO | bytes, config: ModelConf
     # Module versions decide how quantized modules read their entries; a fresh model of the same
     # spec carries the right ones for this torch.
     metadata = getattr(model.state_dict(), "_metadata", {})
-    parts = {name: OrderedDict() for name in ("encoder", "rnn", "decoder")}
+    parts = {part.attr: OrderedDict() for part in PARTS}
     for key, value in state.items():
         head, _, rest = key.partition(".")
         if head not in parts:
@@ -71,9 +72,9 @@ def load_quantized(file: str | os.PathLike | BinaryIO | bytes, config: ModelConf
     try:
         for name, sub in parts.items():
             module = getattr(model, name)
-            if name == "rnn" and hasattr(module, "set_weight_bias"):
+            if is_packed_lstm(module):
                 # A quantized LSTM is rebuilt from its tensors (see portable_state_dict).
-                module.set_weight_bias(sub)
+                set_packed_lstm_weights(module, sub)
             else:
                 module.load_state_dict(sub)
     except (RuntimeError, KeyError, AttributeError) as exc:
@@ -87,7 +88,7 @@ def load_note(config: ModelConfig, spec: QuantSpec, file_name: str) -> str:
     fields = ", ".join(f"{k}={v!r}" for k, v in spec.to_dict().items())
     return (
         "import wlm\n"
-        "from wlm.export import load_quantized\n"
+        "from wlm.quantized_file import load_quantized\n"
         "from wlm.model import ModelConfig\n"
         "from wlm.quantize import QuantSpec\n\n"
         f"model = load_quantized({file_name!r},\n"

@@ -1,7 +1,8 @@
-"""The tutorial's comparison table: size, loss and speed of float and quantized variants.
+"""Size, loss and speed of float and quantized variants: the tutorial's table, and the thread sweep.
 
-With more than one engine the rows gain an ``engine`` column: PyTorch's variants, then ONNX Runtime's
-float export and its int8 ``quantize_dynamic`` model, all on the same tokens with the same thread count.
+With more than one engine the table's rows gain an ``engine`` column: PyTorch's variants, then ONNX
+Runtime's float export and its int8 ``quantize_dynamic`` model, all on the same tokens with the same
+thread count.
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .evaluate import evaluate, num_threads
+from .evaluate import evaluate
+from .model import LSTMModel
 from .onnx_engine import ORT_VARIANTS, onnx_files, onnx_model, parse_engines
-from .quantize import PRESETS, QuantSpec, preset, quantize, state_dict_bytes
+from .quantize import PRESETS, QuantSpec, preset, quantize
+from .sizes import state_dict_bytes
+from .threads import num_threads
 
 COLUMNS = ["variant", "size_mb", "loss", "ppl", "seconds", "tokens_per_s", "speedup"]
 ENGINE_COLUMNS = ["variant", "engine", *COLUMNS[1:]]  # when the table holds more than PyTorch's rows
@@ -30,7 +34,7 @@ def parse_variants(text: str | None) -> list[str]:
     return names
 
 
-def compare_variants(
+def benchmark_variants(
     model: nn.Module,
     data: torch.Tensor,
     variants: list[str | QuantSpec],
@@ -84,3 +88,37 @@ def engine_labels(table: pd.DataFrame) -> pd.DataFrame:
     other = labelled["engine"] != "torch"
     labelled.loc[other, "variant"] = labelled.loc[other, "engine"] + " " + labelled.loc[other, "variant"]
     return labelled
+
+
+def thread_sweep(model: LSTMModel, ids: torch.Tensor, specs: dict[str, QuantSpec] | list[QuantSpec],
+                 threads_list: list[int], max_tokens: int | None = None) -> pd.DataFrame:
+    """Throughput of each variant at each thread count, on the same tokens.
+
+    Columns: variant, threads, tokens_per_s, seconds, loss.
+    """
+    if isinstance(specs, list):
+        specs = {spec.label: spec for spec in specs}
+    rows = []
+    for label, spec in specs.items():
+        variant = quantize(model, spec)
+        for threads in threads_list:
+            with num_threads(threads):
+                result = evaluate(variant, ids, max_tokens=max_tokens)
+            rows.append({"variant": label, "threads": threads, "tokens_per_s": result.tokens_per_s,
+                         "seconds": result.seconds, "loss": result.loss})
+    return pd.DataFrame(rows, columns=["variant", "threads", "tokens_per_s", "seconds", "loss"])
+
+
+def tokens_for_seconds(model: nn.Module, ids: torch.Tensor, seconds: float, *, probe_tokens: int = 200,
+                       step: int = 100) -> int:
+    """About how many tokens ``model`` evaluates in ``seconds``, from timing a short probe."""
+    probe = evaluate(model, ids, max_tokens=min(probe_tokens, len(ids)))
+    wanted = int(probe.tokens_per_s * seconds) // step * step
+    return max(step, min(wanted, len(ids) // step * step or len(ids)))
+
+
+def with_delta_loss(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``benchmark_variants`` table with delta_loss: each variant's loss minus the float model's."""
+    out = table.copy()
+    out["delta_loss"] = out["loss"] - float(out.loc[out["variant"] == "fp32", "loss"].iloc[0])
+    return out

@@ -1,0 +1,46 @@
+"""The Model tab: the size table follows the sidebar, and the download note loads the model back."""
+import pytest
+import torch
+
+from wlm.quantize import PRESETS, quantize
+from wlm.quantized_file import quantized_bytes
+
+from apptest import assert_clean, run_app, size_table
+
+
+def test_changing_the_spec_changes_the_size_table_and_the_link(app_env):
+    at = run_app()
+    before = size_table(at)
+    at.sidebar.toggle(key="emb").set_value(True).run()
+    assert_clean(at)
+    after = size_table(at)
+    assert after.loc["embedding", "quantized"] < before.loc["embedding", "quantized"]
+    assert after.loc["lstm", "quantized"] == pytest.approx(before.loc["lstm", "quantized"])
+    assert (before.loc["embedding", "quantized model stores"], after.loc["embedding", "quantized model stores"]) == (
+        "float32", "8-bit, scale and offset per row")
+    assert after["weights"].tolist() == before["weights"].tolist()  # stored differently, never fewer
+    assert at.sidebar.selectbox(key="preset").value == "int8+emb8"  # the toggles now match a preset
+    assert at.query_params["emb"] in ("true", ["true"])
+    at.sidebar.selectbox(key="preset").set_value("fp32").run()
+    assert_clean(at)
+    table = size_table(at)
+    assert (table["quantized"] == table["float"]).all()
+    assert not at.sidebar.toggle(key="lstm").value
+    at.sidebar.toggle(key="linear").set_value(True).run()
+    assert at.sidebar.selectbox(key="preset").value == "custom"
+
+
+def test_the_download_note_loads_the_quantized_model_back(app_env, tmp_path):
+    at = run_app({"preset": "int8+emb4"})
+    assert_clean(at)
+    button = at.get("download_button")[0]
+    assert button.proto.label == "Download the quantized model"
+    note = next(c.value for c in at.code if "load_quantized" in c.value)
+    model = app_env["model"]
+    quant = quantize(model, PRESETS["int8+emb4"])
+    file_name = next(part for part in note.split("'") if part.endswith(".pt"))
+    (tmp_path / file_name).write_bytes(quantized_bytes(quant))
+    scope: dict = {}
+    exec(note.replace(repr(file_name), repr(str(tmp_path / file_name))), scope)
+    x = torch.arange(10).view(-1, 1)
+    assert torch.equal(scope["model"](x, model.init_hidden(1))[0], quant(x, model.init_hidden(1))[0])

@@ -1,0 +1,34 @@
+
+import pytest
+
+from wlm.quantize import PRESETS, quantize
+from wlm.sizes import module_sizes, part_table, size_by_part, weights_per_part
+
+from conftest import tiny_model
+
+
+def test_size_by_part_matches_module_sizes_and_shows_what_quantizing_shrinks():
+    model = tiny_model(200)
+    quant = quantize(model, PRESETS["tutorial"])
+    table = size_by_part({"float": model, "quantized": quant})
+    sizes = table.pivot(index="part", columns="model", values="bytes")
+    assert sizes["float"].to_dict() == module_sizes(model)
+    assert sizes.loc["embedding", "quantized"] == sizes.loc["embedding", "float"]  # tutorial leaves it in float
+    assert sizes.loc["decoder", "quantized"] < sizes.loc["decoder", "float"] / 2
+    assert table.groupby("model")["share"].sum().round(9).eq(1).all()
+    with_emb = size_by_part({"q": quantize(model, PRESETS["int8+emb8"])}).set_index("part")
+    assert with_emb.loc["embedding", "bytes"] < sizes.loc["embedding", "float"] / 2
+
+
+def test_part_table_lists_weights_sizes_and_storage_with_a_total():
+    model = tiny_model(200)
+    spec = PRESETS["int8+emb4"]
+    quant = quantize(model, spec)
+    table = part_table(size_by_part({"float": model, "quantized": quant}), weights_per_part(model), spec)
+    assert list(table.index) == ["embedding", "lstm", "decoder", "total"]
+    assert table.loc["total", "weights"] == sum(p.numel() for p in model.parameters())
+    assert table.loc["total", "float_mb"] == pytest.approx(table["float_mb"].iloc[:3].sum())
+    assert table.loc["embedding", "quantized_mb"] < table.loc["embedding", "float_mb"] / 3  # 4 bits of 32, plus scales
+    assert table.loc["embedding", "quantized_storage"].startswith("4-bit")
+
+

@@ -1,0 +1,177 @@
+"""The app's backend: models and the corpus shared by every session (``st.cache_resource``), and
+measured results reused across reruns and sessions (``st.cache_data``).
+
+Arguments whose names start with ``_`` are not hashed; the keys before them (source, corpus,
+spec) say what they are.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from wlm.benchmark import benchmark_variants, thread_sweep, tokens_for_seconds, with_delta_loss
+from wlm.checkpoint import load_checkpoint_bytes, load_model
+from wlm.corpus import Corpus
+from wlm.fidelity import output_fidelity, weight_histogram, weight_sqnr
+from wlm.memory import release_memory
+from wlm.model import LoadedModel
+from wlm.next_word import next_words_pair
+from wlm.onnx_engine import onnx_model
+from wlm.quantize import PRESETS, QuantSpec, quantize
+from wlm.sizes import size_by_part, weights_per_part
+from wlm.surprisal import surprisal_pair
+from wlm.threads import num_threads
+
+from .widgets import progress_bar
+
+CPUS = os.cpu_count() or 1  # the thread sweep goes up to this, and so does the sidebar's slider
+
+
+# --- shared resources ------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner="Reading the corpus…", max_entries=2)
+def load_corpus(path: str) -> Corpus:
+    corpus = Corpus(path)
+    release_memory()  # the word lists read on the way are gone
+    return corpus
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedModel:
+    """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given."""
+    if kind == "upload":
+        loaded = load_checkpoint_bytes(_data, location.split("|", 1)[0])
+    else:
+        loaded = load_model(None if kind == "bundled" else location)
+    release_memory()
+    return loaded
+
+
+@st.cache_resource(max_entries=3)
+def quantized_parts(source_key: str) -> dict:
+    """Quantized parts of a source's model, lent from one variant to the next (7 kinds at most:
+    8- or 4-bit embedding, qint8 or float16 LSTM, three decoders), so a toggle quantizes only what changed."""
+    return {}
+
+
+@st.cache_resource(show_spinner="Quantizing…", max_entries=3)
+def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
+    """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
+    variant = quantize(_model, spec, quantized_parts(source_key))
+    release_memory()  # the temporary copies of the quantized parts
+    return variant
+
+
+@st.cache_resource
+def use_one_thread() -> None:
+    # One word at a time through a batch-1 LSTM is too little work to split across threads; extra
+    # threads only wait on each other, and on a busy machine they make generation many times slower.
+    # Speed measurements set their own count (sidebar) for their duration.
+    torch.set_num_threads(1)
+
+
+@st.cache_resource
+def timing_lock() -> threading.Lock:
+    # torch's thread count is process-wide, and timings taken while another session computes are
+    # meaningless; speed measurements therefore run one at a time.
+    return threading.Lock()
+
+
+@st.cache_resource(show_spinner="Exporting to ONNX and quantizing (once per model)…", max_entries=2)
+def onnx_int8(source_key: str, _model):
+    """ONNX Runtime's int8 model of a source (files cached on disk, the session shared here)."""
+    return onnx_model(_model, "int8", threads=1)
+
+
+# --- measured results ------------------------------------------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _sizes_of(source_key: str, label: str, spec: QuantSpec, _model):
+    sizes = size_by_part({label: _model})
+    release_memory()  # the serialized copies measured
+    return sizes
+
+
+def part_sizes(source_key: str, spec: QuantSpec, _float, _quant):
+    # The float model's sizes are measured once per source, not again for every variant.
+    return pd.concat([_sizes_of(source_key, "float", PRESETS["fp32"], _float),
+                      _sizes_of(source_key, "quantized", spec, _quant)], ignore_index=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def weights_of(source_key: str, _model) -> dict[str, int]:
+    """Weights per part of a source's model (its quantized variants hold as many)."""
+    return weights_per_part(_model)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def default_tokens(source_key: str, corpus_key: str, _model, _ids) -> int:
+    """Tokens that float plus the tutorial's variant evaluate in about 5 s here.
+
+    The int8 variant runs at roughly twice float's speed, so float gets about two thirds of the time."""
+    with timing_lock(), num_threads(1):
+        return tokens_for_seconds(_model, _ids, 5.0 / 1.5)
+
+
+def _timed_variants(text: str, _model, _ids, specs: list, **kwargs) -> pd.DataFrame:
+    """``benchmark_variants`` under a progress bar, one measurement at a time."""
+    bar, report = progress_bar(text)
+    with timing_lock():
+        table = benchmark_variants(_model, _ids, specs, progress=lambda label, done, total: report(done, total),
+                                   **kwargs)
+    bar.empty()
+    release_memory()  # each variant was a temporary copy
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def variant_table(source_key: str, corpus_key: str, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
+                  _model, _ids, engines: tuple[str, ...] = ("torch",)):
+    return _timed_variants("Evaluating", _model, _ids, list(specs), max_tokens=tokens, threads=threads,
+                           engines=engines)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def tradeoff_table(source_key: str, corpus_key: str, tokens: int, threads: int, _model, _ids):
+    return with_delta_loss(_timed_variants("Evaluating every preset", _model, _ids, list(PRESETS), max_tokens=tokens,
+                                           threads=threads))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sweep_table(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _model, _ids):
+    with st.spinner("Timing every thread count…"), timing_lock():
+        sweep = thread_sweep(_model, _ids, [PRESETS["fp32"], spec], list(range(1, CPUS + 1)), tokens)
+    release_memory()
+    return sweep
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def fidelity_result(source_key: str, corpus_key: str, spec: QuantSpec | str, tokens: int, _float, _quant, _ids):
+    bar, report = progress_bar("Comparing outputs")
+    result = output_fidelity(_float, _quant, _ids, max_tokens=tokens, progress=report)
+    bar.empty()
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def next_words(source_key: str, spec: QuantSpec, prompt: str, k: int, _float, _quant, _dictionary):
+    return next_words_pair(_float, _quant, _dictionary, prompt, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def surprisal(source_key: str, spec: QuantSpec, text: str, _float, _quant, _dictionary):
+    return surprisal_pair(_float, _quant, _dictionary, text)
+
+
+@st.cache_data(show_spinner="Measuring every weight…", max_entries=16)
+def sqnr_table(source_key: str, spec: QuantSpec, _float, _quant):
+    return weight_sqnr(_float, _quant)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def histogram(source_key: str, spec: QuantSpec, name: str, _float, _quant):
+    return weight_histogram(_float, _quant, name)

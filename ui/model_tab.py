@@ -1,0 +1,44 @@
+"""The Model tab: what quantizing does to each part's size, the architectures, and the quantized model's download."""
+from __future__ import annotations
+
+import streamlit as st
+
+from wlm import charts
+from wlm.quantized_file import load_note, quantized_bytes
+from wlm.sizes import part_table
+
+from .cached import part_sizes, weights_of
+from .setup import Setup
+from .widgets import show
+
+
+def render(setup: Setup) -> None:
+    spec, model, quant = setup.spec, setup.model, setup.quant
+    st.caption(f"Source: {setup.loaded.source} · quantization: **{spec.label}**")
+    sizes = part_sizes(setup.source_key, spec, model, quant)
+    table = part_table(sizes, weights_of(setup.source_key, model), spec)
+    total = table.loc["total"]
+    cols = st.columns(4)
+    cols[0].metric("Parameters", f"{total['weights']:,}", help="The same in both models: quantizing changes how "
+                   "weights are stored, not how many there are.")
+    cols[1].metric("Float size", charts.format_mb(total["float_mb"]))
+    cols[2].metric("Quantized size", charts.format_mb(total["quantized_mb"]),
+                   delta=f"{100 * (total['quantized_mb'] / total['float_mb'] - 1):+.0f} %", delta_color="inverse")
+    cols[3].metric("Ratio", f"×{total['float_mb'] / total['quantized_mb']:.2f}")
+    show(charts.size_chart(sizes))
+    # A static table: nothing to scroll on a projector, and the first page does not wait for the
+    # interactive data grid's scripts. The architectures are plain text, as print(model) shows them.
+    shown = table.rename(columns={"float_mb": "float", "quantized_mb": "quantized",
+                                  "quantized_storage": "quantized model stores"})
+    st.table(shown.style.format({"weights": "{:,}", "float": charts.format_mb, "quantized": charts.format_mb}))
+    left, right = st.columns(2)
+    with left.expander("Float architecture"):
+        st.text(str(model))
+    with right.expander("Quantized architecture"):
+        st.text(str(quant))
+    file_name = f"wlm-{spec.label.replace(' ', '-').replace('+', '_')}.pt"
+    st.download_button("Download the quantized model", data=lambda: quantized_bytes(quant),
+                       file_name=file_name, mime="application/octet-stream", on_click="ignore",
+                       help="torch.save of its state_dict (LSTM weights as plain tensors)")
+    st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
+    st.code(load_note(model.config, spec, file_name), language="python")

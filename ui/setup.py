@@ -1,0 +1,212 @@
+"""The sidebar and what it sets up: the model source, the quantization spec, threads and seed (mirrored in
+the link's query parameters), then the loaded model, its quantized variant and the corpus, as one ``Setup``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import streamlit as st
+import torch
+
+from wlm.bundle import WEIGHTS_FILE
+from wlm.checkpoint import default_model_path
+from wlm.corpus import Corpus, Dictionary, resolve_data_dir
+from wlm.errors import WlmError
+from wlm.model import LoadedModel
+from wlm.quantize import PRESETS, QuantSpec
+
+from .cached import CPUS, load_corpus, load_source, quantized_variant
+
+SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
+CUSTOM = "custom"
+DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
+            "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every tab works on. Built by ``resolve_setup``; ``with_corpus`` adds what the corpus allows."""
+
+    source_key: str
+    loaded: LoadedModel
+    spec: QuantSpec
+    quant: torch.nn.Module
+    threads: int
+    seed: int
+    dictionary: Dictionary | None = None
+    corpus: Corpus | None = None
+    corpus_key: str = ""
+    test_ids: torch.Tensor | None = None
+    missing: str = ""  # why corpus-based measurements are off ('' when they are on)
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+
+# --- the sidebar and the link ----------------------------------------------------------------
+
+def _parse(key: str, raw: str):
+    default = DEFAULTS[key]
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def init_from_query_params() -> None:
+    """On a session's first run, widgets start from the link's query parameters (unknown or bad ones are ignored)."""
+    if "_initialised" in st.session_state:
+        return
+    st.session_state["_initialised"] = True
+    for key, default in DEFAULTS.items():
+        value = default
+        if key in st.query_params:
+            try:
+                value = _parse(key, st.query_params[key])
+            except ValueError:
+                value = default
+        st.session_state[key] = value
+    if st.session_state["src"] not in SOURCES:
+        st.session_state["src"] = "bundled"
+    if st.session_state["dtype"] not in ("qint8", "float16"):
+        st.session_state["dtype"] = "qint8"
+    if st.session_state["bits"] not in (8, 4):
+        st.session_state["bits"] = 8
+    st.session_state["threads"] = min(max(1, st.session_state["threads"]), CPUS)
+    if st.session_state["preset"] in PRESETS and "lstm" not in st.query_params:
+        apply_preset()  # a link that names a preset but no toggles means that preset
+    sync_preset()
+
+
+def spec_from_state() -> QuantSpec:
+    s = st.session_state
+    return QuantSpec(lstm=s["lstm"], linear=s["linear"], embedding=s["emb"], dtype=s["dtype"],
+                     per_channel=s["pc"] and s["dtype"] == "qint8", embedding_bits=s["bits"])
+
+
+def apply_preset() -> None:
+    name = st.session_state["preset"]
+    if name in PRESETS:
+        spec = PRESETS[name]
+        st.session_state.update(lstm=spec.lstm, linear=spec.linear, emb=spec.embedding, dtype=spec.dtype,
+                                pc=spec.per_channel, bits=spec.embedding_bits)
+
+
+def sync_preset() -> None:
+    if st.session_state["dtype"] != "qint8":
+        st.session_state["pc"] = False
+    spec = spec_from_state()
+    st.session_state["preset"] = next((n for n, p in PRESETS.items() if p == spec), CUSTOM)
+
+
+def sidebar() -> tuple[dict, QuantSpec]:
+    sb = st.sidebar
+    sb.header("Setup")
+    sb.radio("Model", list(SOURCES), format_func=SOURCES.get, key="src")
+    upload = None
+    if st.session_state["src"] == "path":
+        sb.text_input("Path of the tutorial's .pth (a state_dict)", key="pth")
+    elif st.session_state["src"] == "upload":
+        upload = sb.file_uploader("Checkpoint (.pth state_dict or .safetensors)", type=["pth", "pt", "safetensors"],
+                                  help="Read with torch.load(weights_only=True): files that hold code are refused.")
+    sb.subheader("Quantization")
+    sb.selectbox("Preset", list(PRESETS) + [CUSTOM], key="preset", on_change=apply_preset,
+                 help="'tutorial' is what the PyTorch tutorial does: int8 LSTM and Linear, float embedding.")
+    sb.toggle("LSTM", key="lstm", on_change=sync_preset)
+    sb.toggle("Linear (decoder)", key="linear", on_change=sync_preset)
+    sb.toggle("Embedding", key="emb", on_change=sync_preset)
+    sb.radio("Embedding bits", [8, 4], key="bits", horizontal=True, on_change=sync_preset,
+             disabled=not st.session_state["emb"])
+    sb.radio("LSTM / Linear weights", ["qint8", "float16"], key="dtype", horizontal=True, on_change=sync_preset)
+    sb.toggle("Per-channel (Linear, qint8)", key="pc", on_change=sync_preset,
+              disabled=st.session_state["dtype"] != "qint8")
+    sb.subheader("Run")
+    if CPUS > 1:
+        sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
+    sb.number_input("Seed", 0, 2**31 - 1, key="seed", step=1)
+    # A widget that was not drawn this run (the path box) has no state; fall back to its default.
+    config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
+    # The address bar mirrors the setup, so a copied link opens the same one.
+    st.query_params.from_dict({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
+                               if k != "pth" or config["src"] == "path"})
+    return {"upload": upload, **config}, spec_from_state()
+
+
+# --- the model, then the corpus --------------------------------------------------------------
+
+def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
+    """The model and its quantized variant, or None (with the reason shown); the corpus comes later
+    (``with_corpus``)."""
+    kind = config["src"]
+    try:
+        if kind == "upload":
+            upload = config["upload"]
+            if upload is None:
+                st.info("Upload a checkpoint in the sidebar to begin.")
+                return None
+            key = f"{upload.name}|{upload.size}|{upload.file_id}"
+            loaded = load_source("upload", key, upload.getvalue())
+        elif kind == "path":
+            key = str(config["pth"]).strip()
+            loaded = load_source("path", key)
+        else:
+            if not (default_model_path() / WEIGHTS_FILE).is_file():
+                st.error(f"The bundled model is missing ({default_model_path()}). Choose a .pth file by path or "
+                         "upload one in the sidebar, or set WLM_MODEL to a model bundle.")
+                return None
+            key = str(default_model_path().resolve())
+            loaded = load_source("bundled", key)
+    except WlmError as exc:
+        st.error(str(exc))
+        return None
+    source_key = f"{kind}:{key}"
+    quant = quantized_variant(source_key, spec, loaded.model)
+    return Setup(source_key=source_key, loaded=loaded, spec=spec, quant=quant, threads=config["threads"],
+                 seed=config["seed"], dictionary=loaded.dictionary)
+
+
+def corpus_panel() -> tuple[Corpus | None, str, str]:
+    """The corpus if one is found, its cache key, and otherwise what is missing and how to get it."""
+    path = resolve_data_dir()
+    if (path / "train.txt").is_file():
+        try:
+            corpus = load_corpus(str(path.resolve()))
+            st.sidebar.caption(f"Corpus: {path} ({len(corpus.dictionary):,} words, {len(corpus.test):,} test tokens)")
+            return corpus, str(path.resolve()), ""
+        except WlmError as exc:
+            st.sidebar.error(str(exc))
+            return None, "", f"The corpus in {path} cannot be read: {exc}"
+    missing = (f"No corpus found at {path}. Set WLM_DATA_DIR to a folder with Wikitext-2's train.txt, valid.txt "
+               "and test.txt, or put them in ./data/wikitext-2 (`python -m wlm download` fetches them).")
+    st.sidebar.warning(missing)
+    if st.sidebar.button("Download Wikitext-2", help="Needs a network connection"):
+        from wlm.download import download
+
+        try:
+            with st.spinner("Downloading Wikitext-2…"):
+                download(path, progress=False)
+            st.rerun()
+        except WlmError as exc:
+            st.sidebar.error(str(exc))
+    return None, "", missing
+
+
+def with_corpus(setup: Setup) -> Setup:
+    """``setup`` with the corpus and what it allows: the vocabulary (for a .pth) and the test tokens."""
+    corpus, corpus_key, missing = corpus_panel()
+    loaded, dictionary, test_ids = setup.loaded, setup.loaded.dictionary, None
+    if corpus is not None:
+        if dictionary is None and loaded.model.config.ntoken == len(corpus.dictionary):
+            dictionary = corpus.dictionary
+        if dictionary is not None and dictionary == corpus.dictionary:
+            test_ids = corpus.test
+        else:
+            missing = (f"The corpus in {corpus.path} does not match the model's vocabulary "
+                       f"({len(corpus.dictionary):,} vs {loaded.model.config.ntoken:,} words); use the corpus the "
+                       "model was trained on to measure loss and speed.")
+    if dictionary is None:
+        missing = missing or "This checkpoint has no vocabulary."
+        missing += " Text generation needs the vocabulary of the corpus the model was trained on."
+    return replace(setup, dictionary=dictionary, corpus=corpus, corpus_key=corpus_key, test_ids=test_ids,
+                   missing=missing)

@@ -1,0 +1,56 @@
+"""The Speed & accuracy tab: the tutorial's table of size, loss and speed per variant, and the thread sweep."""
+from __future__ import annotations
+
+import streamlit as st
+
+from wlm import charts
+from wlm.benchmark import engine_labels
+from wlm.errors import WlmError
+from wlm.quantize import PRESETS, QuantSpec
+
+from .cached import CPUS, default_tokens, sweep_table, variant_table
+from .setup import Setup
+from .widgets import need_corpus, remembered_button, show, token_slider
+
+
+def selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:
+    specs = [PRESETS[n] for n in names]
+    if not setup.spec.is_float and setup.spec not in specs:
+        specs.insert(0, setup.spec)
+    return tuple(specs)
+
+
+def render(setup: Setup) -> None:
+    if not need_corpus(setup):
+        return
+    default = default_tokens(setup.source_key, setup.corpus_key, setup.model, setup.test_ids)
+    tokens = token_slider("Test tokens to evaluate", len(setup.test_ids), default, "speed_tokens",
+                          help="The default takes about 5 s here for float and the tutorial's variant.")
+    names = st.multiselect("Variants (the sidebar's setup is always included)", [n for n in PRESETS if n != "fp32"],
+                           default=["tutorial"], key="speed_variants")
+    specs = selected_specs(setup, names)
+    with_ort = st.checkbox("Also run ONNX Runtime (its float export and its int8 quantize_dynamic model)",
+                           key="speed_ort", help="Same tokens, same harness and thread count; size is the .onnx file.")
+    engines = ("torch", "onnxruntime") if with_ort else ("torch",)
+    request = (setup.source_key, setup.corpus_key, specs, int(tokens), setup.threads)
+    if remembered_button("Run evaluation", "speed_go", (*request, engines)):
+        try:
+            table = engine_labels(variant_table(*request, setup.model, setup.test_ids, engines))
+        except WlmError as exc:
+            st.error(str(exc))
+            return
+        st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",
+                                         "tokens_per_s": "{:,.0f}", "speedup": "{:.2f}×"}),
+                     hide_index=True)
+        a, b = st.columns(2)
+        with a:
+            show(charts.variants_size_chart(table))
+        with b:
+            show(charts.throughput_chart(table))
+    st.subheader("Threads")
+    sweep_spec = setup.spec if not setup.spec.is_float else PRESETS["tutorial"]
+    sweep_tokens = max(min(len(setup.test_ids), 100), int(tokens) // 4)
+    st.caption(f"Float vs {sweep_spec.label} at 1 … {CPUS} threads on {sweep_tokens:,} tokens.")
+    sweep_request = (setup.source_key, setup.corpus_key, sweep_spec, sweep_tokens)
+    if remembered_button("Sweep threads", "sweep_go", sweep_request):
+        show(charts.thread_chart(sweep_table(*sweep_request, setup.model, setup.test_ids)))

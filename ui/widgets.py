@@ -1,0 +1,44 @@
+"""Small building blocks every tab uses: a chart with its takeaway, buttons that remember, token sliders."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from wlm import charts
+
+if TYPE_CHECKING:
+    from .setup import Setup
+
+
+def show(figure: charts.Figure) -> None:
+    st.altair_chart(figure.chart, width="stretch")
+    st.caption(f"**Takeaway:** {figure.takeaway}")
+
+
+def progress_bar(text: str):
+    """A progress bar and a ``progress(done, total)`` callback that fills it with token counts."""
+    bar = st.progress(0.0, text=text)
+    return bar, (lambda done, total: bar.progress(min(1.0, done / total), text=f"{text} {done:,}/{total:,} tokens"))
+
+
+def remembered_button(label: str, key: str, request) -> bool:
+    """True when the button was just pressed, or was pressed earlier for this same request."""
+    if st.button(label, key=key):
+        st.session_state[f"{key}_request"] = request
+    return st.session_state.get(f"{key}_request") == request
+
+
+def token_slider(label: str, total: int, default: int, key: str, help: str | None = None) -> int:
+    """A slider over a prefix of the test split, in steps of 100 tokens (of 1 for a tiny split)."""
+    step = 100 if total >= 1000 else 1
+    low = min(step, total - 1) if step > 1 else 2
+    return int(st.slider(label, low, total, max(low, min(default, total)), step, key=key, help=help))
+
+
+def need_corpus(setup: Setup) -> bool:
+    """True when the test split is there; otherwise says what is missing and returns False."""
+    if setup.test_ids is None:
+        st.info(setup.missing)
+        return False
+    return True

@@ -1,0 +1,64 @@
+"""The words a model expects next after a prompt, for one model or a float and a quantized one together."""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .corpus import EOS, Dictionary
+from .errors import WlmError
+from .generate import encode_prompt
+
+
+def _context_ids(dictionary: Dictionary, prompt: str | None) -> tuple[list[int], list[str]]:
+    """Prompt ids; an empty prompt starts from a line break, the state the corpus begins each line in."""
+    ids, unknown = encode_prompt(dictionary, prompt)
+    if not ids:
+        if EOS not in dictionary.word2idx:
+            raise WlmError(f"an empty prompt starts from {EOS}, which this vocabulary lacks; type a few words")
+        ids = [dictionary.word2idx[EOS]]
+    return ids, unknown
+
+
+@torch.no_grad()
+def _next_word_probs(model: nn.Module, ids: list[int]) -> torch.Tensor:
+    model.eval()
+    logits, _ = model(torch.tensor(ids, dtype=torch.long).view(-1, 1), model.init_hidden(1))
+    return torch.softmax(logits[-1, 0].double(), dim=-1)
+
+
+def top_next_words(model: nn.Module, dictionary: Dictionary, prompt: str | None, k: int = 10) -> pd.DataFrame:
+    """The ``k`` most likely next words after ``prompt``. Columns: rank, word, prob."""
+    if k < 1:
+        raise WlmError(f"k must be at least 1, got {k}")
+    ids, _ = _context_ids(dictionary, prompt)
+    probs = _next_word_probs(model, ids)
+    top = torch.topk(probs, min(k, probs.numel()))
+    return pd.DataFrame({"rank": range(1, len(top.indices) + 1),
+                         "word": [dictionary.idx2word[int(i)] for i in top.indices],
+                         "prob": top.values.float().numpy()})
+
+
+def next_words_pair(float_model: nn.Module, quant_model: nn.Module, dictionary: Dictionary,
+                       prompt: str | None, k: int = 10) -> pd.DataFrame:
+    """Both models' probabilities for the union of their top-``k`` next words, in the float model's order.
+
+    Long format, one row per (word, model). Columns: word, model ('float' | 'quantized'), prob, rank
+    (that model's rank of the word, 1 = most likely).
+    """
+    ids, _ = _context_ids(dictionary, prompt)
+    probs = {"float": _next_word_probs(float_model, ids), "quantized": _next_word_probs(quant_model, ids)}
+    k = min(k, probs["float"].numel())
+    words: list[int] = []
+    for name in ("float", "quantized"):
+        for index in torch.topk(probs[name], k).indices.tolist():
+            if index not in words:
+                words.append(index)
+    words.sort(key=lambda i: -float(probs["float"][i]))
+    rows = []
+    for name, p in probs.items():
+        rank = torch.argsort(p, descending=True).argsort()  # position of each word in this model's ranking
+        for index in words:
+            rows.append({"word": dictionary.idx2word[index], "model": name, "prob": float(p[index]),
+                         "rank": int(rank[index]) + 1})
+    return pd.DataFrame(rows, columns=["word", "model", "prob", "rank"])
