@@ -109,7 +109,8 @@ def test_without_a_corpus_the_model_and_generation_still_work(app_env, monkeypat
     monkeypatch.setenv("WLM_DATA_DIR", str(tmp_path / "nowhere"))
     at = run_app()
     assert not at.exception and not at.error
-    assert any("No corpus found" in w.value and "WLM_DATA_DIR" in w.value for w in at.sidebar.warning)
+    assert any("No corpus found" in w.value and "the folder WLM_DATA_DIR names" in w.value and "unset it" in w.value
+               for w in at.sidebar.warning)
     assert len(charts_of(at)) >= 1
     assert any("No corpus found" in i.value for i in at.info)  # the speed section says what is missing
     at.button(key="gen_go").click().run()
@@ -145,3 +146,15 @@ def test_twenty_sessions_at_once_match_one_alone(app_env):
     for i, result in enumerate(together):
         assert result == alone[i % 4]
 
+
+
+def test_with_nothing_set_the_bundled_model_and_corpus_serve_the_app(monkeypatch, tmp_path):
+    # A fresh clone: no WLM_MODEL, no WLM_DATA_DIR, no ./data; the cache may be empty.
+    monkeypatch.delenv("WLM_MODEL", raising=False)
+    monkeypatch.delenv("WLM_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    at = run_app()
+    assert_clean(at)
+    assert any(c.value.startswith("Corpus: Wikitext-2, bundled (33,278 words, 245,569 test tokens)")
+               for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
+    assert not at.sidebar.warning and not any("No corpus" in i.value for i in at.info)

@@ -172,13 +172,15 @@ def corpus_panel() -> tuple[Corpus | None, str, str]:
     if (path / "train.txt").is_file():
         try:
             corpus = load_corpus(str(path.resolve()))
-            st.sidebar.caption(f"Corpus: {path} ({len(corpus.dictionary):,} words, {len(corpus.test):,} test tokens)")
+            st.sidebar.caption(f"Corpus: {corpus.label} ({len(corpus.dictionary):,} words, "
+                               f"{len(corpus.test):,} test tokens)")
             return corpus, str(path.resolve()), ""
         except WlmError as exc:
             st.sidebar.error(str(exc))
             return None, "", f"The corpus in {path} cannot be read: {exc}"
-    missing = (f"No corpus found at {path}. Set WLM_DATA_DIR to a folder with Wikitext-2's train.txt, valid.txt "
-               "and test.txt, or put them in ./data/wikitext-2 (`python -m wlm download` fetches them).")
+    # Only a WLM_DATA_DIR naming an empty or missing folder gets here: otherwise the bundled copy is found.
+    missing = (f"No corpus found at {path}, the folder WLM_DATA_DIR names. Point WLM_DATA_DIR at a folder with "
+               "Wikitext-2's train.txt, valid.txt and test.txt, or unset it to use the copy bundled with the app.")
     st.sidebar.warning(missing)
     if st.sidebar.button("Download Wikitext-2", help="Needs a network connection"):
         from wlm.download import download
