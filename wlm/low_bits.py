@@ -26,7 +26,7 @@ from .quantize import preset, quantize
 MIN_BITS, MAX_BITS = 2, 8
 SWEEP_BITS = tuple(range(MAX_BITS, MIN_BITS - 1, -1))  # 8, 7, ..., 2
 SCHEMES = ("per-tensor", "per-row")
-DEFAULT_TOKENS = 2000  # the sweep (16 evaluations) stays within a minute on one thread; see README
+DEFAULT_TOKENS = 2000  # the sweep (16 evaluations) stays within a minute on one thread: tests/bench_low_bits.py
 CLIFF_NATS = 0.05  # a loss rise a class notices
 
 Progress = Callable[[str, int, int], None]
