@@ -1,12 +1,21 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model
 from torch import nn
 from torch.ao import quantization as tq
 
-from conftest import tiny_model
-from wlm.dynamic_multiply import (LayerInput, _lstm_layer, activation_qparams, dynamic_multiply, input_from_position,
-                                  input_from_prompt, layer_names, moved_scores, scales_of)
+from wlm.dynamic_multiply import (
+    LayerInput,
+    _lstm_layer,
+    activation_qparams,
+    dynamic_multiply,
+    input_from_position,
+    input_from_prompt,
+    layer_names,
+    moved_scores,
+    scales_of,
+)
 from wlm.errors import WlmError
 
 
@@ -67,10 +76,13 @@ def test_full_range_activation_would_not_match(trained_tiny):
     assert (full - theirs).abs().max() > 100 * (torch.from_numpy(ours.output) - theirs).abs().max()
 
 
+@pytest.mark.parametrize("weights", ["trained", "random"])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_lstm_cell_gates_match_quantized_lstm(trained_tiny, per_channel):
+def test_lstm_cell_gates_match_quantized_lstm(trained_tiny, per_channel, weights):
     """Gates = W_ih x + b_ih + W_hh h + b_hh, each by our stages, then the cell's update, equal torch's quantized LSTM step."""
     model, corpus = trained_tiny
+    if weights == "random":
+        model = tiny_model(len(corpus.dictionary), seed=5)
     for k in range(model.rnn.num_layers):
         x = input_from_prompt(model, corpus.dictionary, f"rnn.weight_ih_l{k}", "the dog sat on the")
         h = input_from_prompt(model, corpus.dictionary, f"rnn.weight_hh_l{k}", "the dog sat on the")
@@ -138,3 +150,14 @@ def test_bad_position(trained_tiny):
     model, corpus = trained_tiny
     with pytest.raises(WlmError, match="position"):
         input_from_position(model, corpus.dictionary, corpus.test, "decoder", len(corpus.test))
+
+
+def test_all_zero_input_matches_torch(trained_tiny):
+    """The first word's recurrent input is all zeros: torch then uses scale 0.1 and the output is the bias."""
+    model, corpus = trained_tiny
+    item = input_from_prompt(model, corpus.dictionary, "rnn.weight_hh_l0", "the")
+    result = dynamic_multiply(model, item)
+    assert result.x_scale == pytest.approx(0.1) and not result.accumulator.any()
+    theirs = torch_linear(model.rnn.weight_hh_l0.detach(), model.rnn.bias_hh_l0.detach(), item.vector, False)
+    assert_close(result.output, theirs)
+    assert np.allclose(result.output, model.rnn.bias_hh_l0.detach().numpy())

@@ -1,14 +1,23 @@
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from wlm.checkpoint import load_model
 from wlm.errors import WlmError
 from wlm.evaluate import evaluate, num_threads
 from wlm.fidelity import quantized_weights
 from wlm.generate import generate
-from wlm.low_bits import (bits_histogram, bits_loss, cliff, distinct_values, estimate_sweep_seconds, rounded_names,
-                          simulate, sweep, sweep_takeaway)
+from wlm.low_bits import (
+    bits_histogram,
+    bits_loss,
+    cliff,
+    distinct_values,
+    estimate_sweep_seconds,
+    rounded_names,
+    simulate,
+    sweep,
+    sweep_takeaway,
+)
 from wlm.quantize import preset, quantize
 
 

@@ -247,20 +247,19 @@ def _stages_text(result, scales, moved) -> str:
     lines = [f"layer: {describe_layer(result.layer)} — {result.w_codes.shape[0]:,} outputs × {s['inputs']:,} inputs",
              f"input: {result.source}, word {result.word!r}",
              f"1. float activation: min {s['x_min']:.4f}, max {s['x_max']:.4f}",
-             f"2. run-time scale {s['x_scale']:.6g}, zero point {s['x_zero_point']} (range {s['qmin']}-{s['qmax']}, "
-             "fbgemm's reduce_range)"]
+             (f"2. run-time scale {s['x_scale']:.6g}, zero point {s['x_zero_point']} "
+              f"(range {s['qmin']}-{s['qmax']}, fbgemm's reduce_range)")]
     if len(scales) > 1:
         lines += ["   each input gets its own scale:"] + [
             f"     {row.word!r} ({row.source}): scale {row.scale:.6g}, zero point {row.zero_point}"
             for row in scales.itertuples()]
     codes = ", ".join(str(int(c)) for c in result.x_codes[:12])
-    lines += [f"3. activation as unsigned integers: {codes}, … (largest rounding error "
-              f"{s['x_rounding_max_error']:.3g})",
-              f"4. int8 weights, {'one scale per row' if result.per_channel else 'one scale per tensor'} "
-              f"({s['w_scale_min']:.4g}" + (f" to {s['w_scale_max']:.4g})" if result.per_channel else ")"),
+    scales_text = f"{s['w_scale_min']:.4g}" + (f" to {s['w_scale_max']:.4g}" if result.per_channel else "")
+    lines += [f"3. activation as unsigned integers: {codes}, … (largest rounding error {s['x_rounding_max_error']:.3g})",
+              f"4. int8 weights, {'one scale per row' if result.per_channel else 'one scale per tensor'} ({scales_text})",
               result.weight_rows().to_markdown(index=False, floatfmt=".4g"),
-              f"5. int32 accumulation: largest |sum| {s['accumulator_max_abs']:,} ({s['int32_headroom']:.3%} of int32), "
-              "then (sum − zero point × row sum) × activation scale × weight scale + bias",
+              (f"5. int32 accumulation: largest |sum| {s['accumulator_max_abs']:,} ({s['int32_headroom']:.3%} of "
+               "int32), then (sum − zero point × row sum) × activation scale × weight scale + bias"),
               f"6. against the float layer: SQNR {s['sqnr_db']:.1f} dB, largest error {s['output_max_abs_error']:.3g}"]
     if moved is not None:
         lines += ["   next-word probabilities that moved most:",
