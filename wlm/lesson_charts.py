@@ -86,8 +86,8 @@ def weights_chart(result: DynamicMultiply, rows: int = 8, columns: int = 16) -> 
         color=alt.Color("code:Q", title="int8", scale=alt.Scale(scheme="redblue", domain=[-128, 127])),
         tooltip=["row:O", "column:O", "code:Q"]).properties(height=max(HEIGHT, 26 * rows))
     if result.per_channel:
-        scale_text = (f"one scale per row ({len(result.w_scales):,} rows, {result.w_scales.min():.2g} to "
-                      f"{result.w_scales.max():.2g})")
+        scale_text = (f"one scale per row ({len(result.w_scales):,} rows, {result.w_scales.min():.3g} to "
+                      f"{result.w_scales.max():.3g})")
     else:
         scale_text = f"one scale for the whole tensor ({float(result.w_scales[0]):.2g})"
     text = (f"The {result.w_codes.shape[0]:,}×{result.w_codes.shape[1]:,} weights were rounded to int8 once, ahead of "
@@ -112,17 +112,22 @@ def accumulation_chart(result: DynamicMultiply, outputs: int = 64) -> Figure:
     return Figure(_readable(sums), text)
 
 
-def error_chart(result: DynamicMultiply) -> Figure:
-    """6. Error of each output against the float layer's output."""
+def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
+    """6. Error of each output against the float layer's output (the decoder's 33k outputs thinned to
+    ``max_points``: the worst tenth of them plus an even spread of the rest)."""
     table = result.output_table()
+    if len(table) > max_points:
+        worst = table["error"].abs().nlargest(max_points // 10).index
+        spread = np.linspace(0, len(table) - 1, max_points - len(worst)).astype(int)
+        table = table.loc[sorted(set(worst) | set(spread))]
     chart = alt.Chart(table).mark_circle(size=30, opacity=0.6, color="#e45756").encode(
-        x=alt.X("float:Q", title="float layer output"),
+        x=alt.X("float:Q", title="float layer output", scale=alt.Scale(zero=False, nice=True)),
         y=alt.Y("error:Q", title="quantized − float"),
         tooltip=["index:Q", alt.Tooltip("float:Q", format=".4f"), alt.Tooltip("quantized:Q", format=".4f"),
                  alt.Tooltip("error:Q", format=".2e")],
     ).properties(height=HEIGHT)
     worst = float(np.abs(result.error).max())
-    text = (f"SQNR {result.sqnr_db:.1f} dB (about {result.sqnr_db / 6.02:.1f} bits kept): the largest error is "
+    text = (f"{result.output.size:,} outputs: SQNR {result.sqnr_db:.1f} dB (about {result.sqnr_db / 6.02:.1f} bits kept): the largest error is "
             f"{worst:.3g}, {worst / max(float(np.abs(result.float_output).max()), 1e-12):.2%} of the largest output.")
     return Figure(_readable(chart), text)
 
@@ -150,7 +155,7 @@ def bits_loss_chart(table: pd.DataFrame) -> Figure:
     """Loss against bits (8 at the left, 2 at the right), a line per scheme, the real int8 variant
     as a black diamond, the float loss and float + 0.05 nats as rules (from ``low_bits.sweep``)."""
     sim = table[table["scheme"].isin(["per-tensor", "per-row"])]
-    x = alt.X("bits:O", sort="descending", title="weight bits")
+    x = alt.X("bits:O", sort="descending", title="weight bits", axis=alt.Axis(labelAngle=0))
     y = alt.Y("loss:Q", title="test loss (nats)", scale=alt.Scale(zero=False))
     tooltip = ["scheme", "bits:Q", alt.Tooltip("loss:Q", format=".4f"), alt.Tooltip("perplexity:Q", format=",.1f"),
                alt.Tooltip("delta_loss:Q", format="+.4f", title="Δ loss")]
@@ -175,10 +180,13 @@ def bits_loss_chart(table: pd.DataFrame) -> Figure:
 
 def bits_histogram_chart(hist: BitsHistogram, max_levels: int = 64) -> Figure:
     """Histogram of one weight's float values with the N-bit grid drawn as rules."""
-    values = pd.DataFrame({"weight": hist.values.astype(float)})
-    bars = alt.Chart(values).mark_bar(opacity=0.8, color="#4c78a8").encode(
-        x=alt.X("weight:Q", bin=alt.Bin(maxbins=80), title=f"{hist.name} value"),
-        y=alt.Y("count():Q", title="weights"))
+    # Binned here, not in the browser: 50,000 rows would be a heavy chart (and over Altair's row limit).
+    counts, edges = np.histogram(hist.values.astype(float), bins=80)
+    binned = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "weights": counts})
+    bars = alt.Chart(binned).mark_bar(opacity=0.8, color="#4c78a8").encode(
+        x=alt.X("start:Q", title=f"{hist.name} value"), x2="end:Q", y=alt.Y("weights:Q", title="weights"),
+        y2=alt.datum(0),
+        tooltip=[alt.Tooltip("start:Q", format=".4f"), alt.Tooltip("end:Q", format=".4f"), "weights:Q"])
     layers = [bars]
     if len(hist.grid) <= max_levels:
         levels = pd.DataFrame({"level": hist.grid.astype(float)})
