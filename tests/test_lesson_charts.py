@@ -56,3 +56,18 @@ def test_bits_charts(trained_tiny):
     assert "8 levels" in hist.takeaway and len(spec["layer"]) == 2
     dense = lc.bits_histogram_chart(bits_histogram(model, "decoder.weight", 8, "per-row"))
     assert len(_valid(dense)["layer"]) == 1  # 256 rules would hide the bars
+
+
+def test_large_decoder_charts_stay_light():
+    """A vocabulary-sized decoder: the error chart keeps the worst outputs and thins the rest."""
+    import torch
+
+    from conftest import tiny_model
+    from wlm.dynamic_multiply import LayerInput
+
+    model = tiny_model(9000, seed=2)
+    result = dynamic_multiply(model, LayerInput("decoder", torch.randn(24), "w", "random"))
+    spec = _valid(lc.error_chart(result))
+    rows = next(iter(spec["datasets"].values()))
+    assert len(rows) <= 4000
+    assert max(abs(r["error"]) for r in rows) == pytest.approx(float(abs(result.error).max()))
