@@ -245,6 +245,92 @@ def cmd_bundle(args) -> None:
     print(json.dumps(card, indent=2))
 
 
+def _stages_text(result, scales, moved) -> str:
+    from .dynamic_multiply import describe_layer
+
+    s = result.summary()
+    lines = [f"layer: {describe_layer(result.layer)} — {result.w_codes.shape[0]:,} outputs × {s['inputs']:,} inputs",
+             f"input: {result.source}, word {result.word!r}",
+             f"1. float activation: min {s['x_min']:.4f}, max {s['x_max']:.4f}",
+             (f"2. run-time scale {s['x_scale']:.6g}, zero point {s['x_zero_point']} "
+              f"(range {s['qmin']}-{s['qmax']}, fbgemm's reduce_range)")]
+    if len(scales) > 1:
+        lines += ["   each input gets its own scale:"] + [
+            f"     {row.word!r} ({row.source}): scale {row.scale:.6g}, zero point {row.zero_point}"
+            for row in scales.itertuples()]
+    codes = ", ".join(str(int(c)) for c in result.x_codes[:12])
+    scales_text = f"{s['w_scale_min']:.4g}" + (f" to {s['w_scale_max']:.4g}" if result.per_channel else "")
+    lines += [f"3. activation as unsigned integers: {codes}, … (largest rounding error {s['x_rounding_max_error']:.3g})",
+              f"4. int8 weights, {'one scale per row' if result.per_channel else 'one scale per tensor'} ({scales_text})",
+              result.weight_rows().to_markdown(index=False, floatfmt=".4g"),
+              (f"5. int32 accumulation: largest |sum| {s['accumulator_max_abs']:,} ({s['int32_headroom']:.3%} of "
+               "int32), then (sum − zero point × row sum) × activation scale × weight scale + bias"),
+              f"6. against the float layer: SQNR {s['sqnr_db']:.1f} dB, largest error {s['output_max_abs_error']:.3g}"]
+    if moved is not None:
+        lines += ["   next-word probabilities that moved most:",
+                  moved.to_markdown(index=False, floatfmt=".4g")]
+    return "\n".join(lines)
+
+
+def cmd_inspect(args) -> None:
+    from .dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, moved_scores, scales_of
+
+    prompts = args.prompt or ([] if args.position is not None else ["the"])
+    corpus = _corpus(args) if args.position is not None or args.data else None
+    loaded = _model(args, corpus)
+    model, dictionary = loaded.model, loaded.dictionary
+    inputs = [input_from_prompt(model, dictionary, args.layer, p) for p in prompts]
+    if args.position is not None:
+        inputs.insert(0, input_from_position(model, dictionary, corpus.test, args.layer, args.position))
+    result = dynamic_multiply(model, inputs[0], per_channel=args.per_channel)
+    scales = scales_of(inputs)
+    moved = moved_scores(result, dictionary, k=args.words) if result.layer == "decoder" else None
+    if args.format == "json":
+        print(json.dumps({**result.summary(), "x_codes": result.x_codes.tolist(),
+                          "weight_rows": result.weight_rows().to_dict(orient="records"),
+                          "scales": scales.to_dict(orient="records"),
+                          "moved": None if moved is None else moved.to_dict(orient="records")}, indent=2))
+    else:
+        print(_stages_text(result, scales, moved))
+
+
+def _bits_list(text: str) -> list[int]:
+    from .low_bits import check_bits
+
+    try:
+        return [check_bits(int(b)) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise WlmError(f"--bits takes whole numbers separated by commas, e.g. 8,6,4,2; got {text!r}") from None
+
+
+def cmd_bits(args) -> None:
+    from .low_bits import check_scheme, estimate_sweep_seconds, sweep, sweep_takeaway
+
+    bits = _bits_list(args.bits)
+    schemes = [check_scheme(s.strip()) for s in args.schemes.split(",") if s.strip()]
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    estimate = estimate_sweep_seconds(loaded.model, corpus.test, bits=bits, schemes=schemes,
+                                      max_tokens=args.max_tokens, embedding=args.embedding, threads=args.threads)
+    _log(f"simulated: weights rounded to N bits, the model runs in float; {len(bits) * len(schemes) + 2} "
+         f"evaluations, about {estimate:.0f} s on {args.threads} thread(s)")
+    bars: dict = {}
+
+    def progress(label, done, total):
+        if label not in bars:
+            for bar, _ in bars.values():
+                bar.close()
+            bars[label] = _bar(label)
+        bars[label][1](done, total)
+
+    table = sweep(loaded.model, corpus.test, bits=bits, schemes=schemes, max_tokens=args.max_tokens,
+                  embedding=args.embedding, threads=args.threads, progress=progress)
+    for bar, _ in bars.values():
+        bar.close()
+    _print_table(table, args.format)
+    _log(sweep_takeaway(table))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .quantize import PRESETS
     from .train import RECIPES
@@ -339,6 +425,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder written by `train`")
     p.add_argument("--out", default="assets/wlm-lstm")
     p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("inspect", help="every stage of one dynamic quantized multiply, on a real input")
+    add_data(p), add_model(p)
+    p.add_argument("--layer", default="decoder", help="decoder, or rnn.weight_ih_lK / rnn.weight_hh_lK (K = 0..4)")
+    p.add_argument("--prompt", action="append", help="the input is what arrives while reading the prompt's last "
+                                                     "word (default 'the'); repeat to compare run-time scales")
+    p.add_argument("--position", type=int, help="instead, the input at this test-split position (needs the corpus)")
+    p.add_argument("--per-channel", action="store_true", help="one weight scale per row instead of per tensor")
+    p.add_argument("--words", type=_positive_int, default=10, help="decoder: next words that moved most to show")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_inspect)
+
+    from .low_bits import DEFAULT_TOKENS
+
+    p = sub.add_parser("bits", help="loss with weights rounded to 8...2 bits, per tensor and per row (simulated)")
+    add_data(p), add_model(p), add_threads(p)
+    p.add_argument("--bits", default="8,7,6,5,4,3,2", help="comma-separated widths from 2 to 8")
+    p.add_argument("--schemes", default="per-tensor,per-row", help="comma-separated: per-tensor, per-row")
+    p.add_argument("--embedding", action="store_true", help="round the embedding too")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_TOKENS, help=f"test tokens (default {DEFAULT_TOKENS:,})")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.set_defaults(func=cmd_bits)
     return parser
 
 

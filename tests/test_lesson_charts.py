@@ -1,0 +1,73 @@
+import pytest
+
+from wlm import lesson_charts as lc
+from wlm.dynamic_multiply import dynamic_multiply, input_from_prompt, moved_scores, scales_of
+from wlm.low_bits import bits_histogram, sweep
+
+
+def _heights(spec: dict) -> list[int]:
+    found = [spec["height"]] if isinstance(spec.get("height"), int) else []
+    for layer in spec.get("layer", []):
+        found += _heights(layer)
+    return found
+
+
+def _valid(figure) -> dict:
+    spec = figure.chart.to_dict()  # validates against the Vega-Lite schema
+    assert figure.takeaway.endswith(".") and len(figure.takeaway) < 400
+    assert _heights(spec) and min(_heights(spec)) >= 150  # readable on a 720-line projector
+    assert spec["config"]["axis"]["labelFontSize"] >= 14
+    return spec
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_every_stage_of_a_multiply_has_a_chart(trained_tiny, per_channel):
+    model, corpus = trained_tiny
+    item = input_from_prompt(model, corpus.dictionary, "decoder", "the cat sat on the")
+    result = dynamic_multiply(model, item, per_channel)
+    assert f"{result.x_min:.3f}" in lc.activation_chart(result).takeaway
+    _valid(lc.activation_chart(result))
+    other = input_from_prompt(model, corpus.dictionary, "decoder", "zebra")
+    scales = _valid(lc.scales_chart(scales_of([item, other])))
+    assert "Dynamic" in lc.scales_chart(scales_of([item, other])).takeaway and scales
+    assert "0–127" in lc.codes_chart(result).takeaway
+    _valid(lc.codes_chart(result))
+    weights = lc.weights_chart(result)
+    _valid(weights)
+    assert ("per row" in weights.takeaway) == per_channel
+    _valid(lc.accumulation_chart(result))
+    error = lc.error_chart(result)
+    _valid(error)
+    assert f"{result.sqnr_db:.1f} dB" in error.takeaway
+    moved = moved_scores(result, corpus.dictionary, k=5)
+    figure = lc.moved_scores_chart(moved)
+    _valid(figure)
+    assert moved["word"].iloc[0] in figure.takeaway
+
+
+def test_bits_charts(trained_tiny):
+    model, corpus = trained_tiny
+    table = sweep(model, corpus.train, bits=(8, 5, 3, 2), max_tokens=200)
+    figure = lc.bits_loss_chart(table)
+    spec = _valid(figure)
+    assert "real int8" in str(spec) and "per-row" in figure.takeaway
+    hist = lc.bits_histogram_chart(bits_histogram(model, "rnn.weight_ih_l1", 3))
+    spec = _valid(hist)
+    assert "8 levels" in hist.takeaway and len(spec["layer"]) == 2
+    dense = lc.bits_histogram_chart(bits_histogram(model, "decoder.weight", 8, "per-row"))
+    assert len(_valid(dense)["layer"]) == 1  # 256 rules would hide the bars
+
+
+def test_large_decoder_charts_stay_light():
+    """A vocabulary-sized decoder: the error chart keeps the worst outputs and thins the rest."""
+    import torch
+
+    from conftest import tiny_model
+    from wlm.dynamic_multiply import LayerInput
+
+    model = tiny_model(9000, seed=2)
+    result = dynamic_multiply(model, LayerInput("decoder", torch.randn(24), "w", "random"))
+    spec = _valid(lc.error_chart(result))
+    rows = next(iter(spec["datasets"].values()))
+    assert len(rows) <= 4000
+    assert max(abs(r["error"]) for r in rows) == pytest.approx(float(abs(result.error).max()))
