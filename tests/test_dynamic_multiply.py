@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
 from torch import nn
 from torch.ao import quantization as tq
 
@@ -17,6 +16,8 @@ from wlm.dynamic_multiply import (
     scales_of,
 )
 from wlm.errors import WlmError
+
+from conftest import tiny_model
 
 
 def qconfig(per_channel):
@@ -79,7 +80,7 @@ def test_full_range_activation_would_not_match(trained_tiny):
 @pytest.mark.parametrize("weights", ["trained", "random"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_lstm_cell_gates_match_quantized_lstm(trained_tiny, per_channel, weights):
-    """Gates = W_ih x + b_ih + W_hh h + b_hh, each by our stages, then the cell's update, equal torch's quantized LSTM step."""
+    """Gates = W_ih x + b_ih + W_hh h + b_hh, each by our stages, then the cell: torch's quantized LSTM step."""
     model, corpus = trained_tiny
     if weights == "random":
         model = tiny_model(len(corpus.dictionary), seed=5)

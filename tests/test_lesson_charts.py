@@ -62,8 +62,9 @@ def test_large_decoder_charts_stay_light():
     """A vocabulary-sized decoder: the error chart keeps the worst outputs and thins the rest."""
     import torch
 
-    from conftest import tiny_model
     from wlm.dynamic_multiply import LayerInput
+
+    from conftest import tiny_model
 
     model = tiny_model(9000, seed=2)
     result = dynamic_multiply(model, LayerInput("decoder", torch.randn(24), "w", "random"))

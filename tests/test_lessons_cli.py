@@ -2,8 +2,9 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_model
 from test_cli import run
+
+from conftest import tiny_model
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
 import pytest
 import torch
-from conftest import tiny_model
 
 from wlm.checkpoint import load_model
 from wlm.errors import WlmError
-from wlm.evaluate import evaluate, num_threads
+from wlm.evaluate import evaluate
 from wlm.fidelity import quantized_weights
 from wlm.generate import generate
 from wlm.low_bits import (
@@ -19,6 +18,9 @@ from wlm.low_bits import (
     sweep_takeaway,
 )
 from wlm.quantize import preset, quantize
+from wlm.threads import num_threads
+
+from conftest import tiny_model
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])

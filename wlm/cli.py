@@ -260,8 +260,10 @@ def _stages_text(result, scales, moved) -> str:
             for row in scales.itertuples()]
     codes = ", ".join(str(int(c)) for c in result.x_codes[:12])
     scales_text = f"{s['w_scale_min']:.4g}" + (f" to {s['w_scale_max']:.4g}" if result.per_channel else "")
-    lines += [f"3. activation as unsigned integers: {codes}, … (largest rounding error {s['x_rounding_max_error']:.3g})",
-              f"4. int8 weights, {'one scale per row' if result.per_channel else 'one scale per tensor'} ({scales_text})",
+    per = "one scale per row" if result.per_channel else "one scale per tensor"
+    lines += [f"3. activation as unsigned integers: {codes}, … "
+              f"(largest rounding error {s['x_rounding_max_error']:.3g})",
+              f"4. int8 weights, {per} ({scales_text})",
               result.weight_rows().to_markdown(index=False, floatfmt=".4g"),
               (f"5. int32 accumulation: largest |sum| {s['accumulator_max_abs']:,} ({s['int32_headroom']:.3%} of "
                "int32), then (sum − zero point × row sum) × activation scale × weight scale + bias"),

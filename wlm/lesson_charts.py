@@ -127,8 +127,9 @@ def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
                  alt.Tooltip("error:Q", format=".2e")],
     ).properties(height=HEIGHT)
     worst = float(np.abs(result.error).max())
-    text = (f"{result.output.size:,} outputs: SQNR {result.sqnr_db:.1f} dB (about {result.sqnr_db / 6.02:.1f} bits kept): the largest error is "
-            f"{worst:.3g}, {worst / max(float(np.abs(result.float_output).max()), 1e-12):.2%} of the largest output.")
+    text = (f"{result.output.size:,} outputs: SQNR {result.sqnr_db:.1f} dB (about {result.sqnr_db / 6.02:.1f} bits "
+            f"kept): the largest error is {worst:.3g}, "
+            f"{worst / max(float(np.abs(result.float_output).max()), 1e-12):.2%} of the largest output.")
     return Figure(_readable(chart), text)
 
 

@@ -20,8 +20,11 @@ import torch
 from torch import nn
 
 from .errors import WlmError
-from .evaluate import EvalResult, evaluate, num_threads
+from .evaluate import EvalResult, evaluate
+from .model import PARTS
 from .quantize import preset, quantize
+from .threads import num_threads
+from .torch_internals import with_children
 
 MIN_BITS, MAX_BITS = 2, 8
 SWEEP_BITS = tuple(range(MAX_BITS, MIN_BITS - 1, -1))  # 8, 7, ..., 2
@@ -80,15 +83,15 @@ def simulate(model: nn.Module, bits: int, scheme: str = "per-tensor", embedding:
     (the embedding unless asked) are the float model's own modules, shared and only read.
     """
     bits, per_row = check_bits(bits), check_scheme(scheme) == "per-row"
-    variant = copy.copy(model)
-    variant._parameters, variant._buffers = dict(model._parameters), dict(model._buffers)
-    variant._modules = dict(model._modules)
-    for part in (["encoder"] if embedding else []) + ["rnn", "decoder"]:
-        module = copy.deepcopy(model._modules[part])
+    rounded = {part.attr for part in PARTS if part.name != "embedding" or embedding}
+    children = dict(model.named_children())
+    for attr in rounded:
+        module = copy.deepcopy(children[attr])
         for name, parameter in module.named_parameters():
             if name.startswith("weight"):
                 parameter.copy_(round_weight(parameter, bits, per_row))
-        variant._modules[part] = module
+        children[attr] = module
+    variant = with_children(model, children)
     variant.training = False  # not .eval(): that would also switch the shared float modules
     return variant
 
