@@ -119,3 +119,22 @@ def test_download_offline_message(tmp_path):
     else:
         assert proc.returncode == 2 and "--data" in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "wt2").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "json", "empty", "random bytes", "pickled list", "torch.save of a tensor",
+                                  "cut-off zip", "cut-off safetensors", "wrong keys", "folder"])
+def test_not_a_checkpoint_exits_2_naming_the_file(kind, tmp_path, tiny_dir):
+    from test_checkpoint import NOT_CHECKPOINTS
+
+    if kind == "folder":
+        path = tmp_path / "some-folder"
+        path.mkdir()
+    else:
+        name, data, _ = NOT_CHECKPOINTS[kind]
+        path = tmp_path / name
+        path.write_bytes(data)
+    proc = run("evaluate", "--checkpoint", str(path), "--data", str(tiny_dir))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and str(path) in error[0] and "a checkpoint is a bundle folder" in error[0], proc.stderr

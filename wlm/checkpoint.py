@@ -12,12 +12,10 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .corpus import Dictionary
@@ -56,18 +54,45 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _unpickling_reason(exc)
-        if "GLOBAL" not in reason:  # no object was refused: the bytes are not a checkpoint the safe loader reads
-            raise WlmError(f"checkpoint {path} cannot be read: it is not a torch.save file of tensors ({reason}). "
-                           "Save a plain state_dict with torch.save(model.state_dict(), path)") from None
-        raise WlmError(f"checkpoint {path} was refused: it holds Python objects other than tensors, which could "
-                       f"run code when loaded ({reason}). Save a plain state_dict with "
-                       "torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise WlmError(f"checkpoint {path} cannot be read: it is truncated or not a torch.save file ({exc})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WlmError(f"checkpoint {path} is not a state_dict (a dict of tensors); save one with "
-                       "torch.save(model.state_dict(), path)")
+        if "GLOBAL" in reason:  # the safe loader refused an object: say so, it is the one thing worth knowing
+            raise WlmError(f"checkpoint {path} was refused: it holds Python objects other than tensors, which could "
+                           f"run code when loaded ({reason}). Save a plain state_dict with "
+                           "torch.save(model.state_dict(), path)") from None
+        raise _not_a_checkpoint(path, "it is not a torch.save file of tensors") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the reader trips on, the bytes are not a checkpoint
+        raise _not_a_checkpoint(path, f"it is truncated or not a torch.save file ({_brief(exc)})") \
+            from None
+    if not isinstance(state, dict) or not state:
+        raise _not_a_checkpoint(path, f"it holds {_what_it_holds(state)}, not a state_dict (a dict of tensors)")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise _not_a_checkpoint(path, "it is a dict but not a state_dict (a dict of names to tensors)")
     return state
+
+
+_CHECKPOINT_KINDS = ("a checkpoint is a bundle folder (model.safetensors, vocab.txt, card.json), a .safetensors file, "
+                    "or a PyTorch state_dict .pth saved with torch.save(model.state_dict(), path)")
+
+
+def _not_a_checkpoint(path: str | Path, reason: str) -> WlmError:
+    """The one-line error for any file or folder that is not a checkpoint: what it is, and what a checkpoint is."""
+    return WlmError(f"{path} is not a checkpoint of the LSTM language model: {reason}; {_CHECKPOINT_KINDS}")
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception as one short line: its first sentence, or its type when it says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    if not text or len(text) < 8:  # e.g. KeyError 101 from an unpickler reading text
+        text = f"{type(exc).__name__} {text}".strip()
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def _what_it_holds(state: object) -> str:
+    if isinstance(state, torch.Tensor):
+        return f"a single tensor of shape {tuple(state.shape)}"
+    if isinstance(state, dict):
+        return "an empty dict"
+    return f"a {type(state).__name__}"
 
 
 def _unpickling_reason(exc: Exception) -> str:
@@ -126,27 +151,51 @@ def check_vocab(model: LSTMModel, vocab_size: int, what: str) -> None:
 def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
     path = Path(path)
     weights, vocab, card_path = path / WEIGHTS_FILE, path / VOCAB_FILE, path / CARD_FILE
+    present = [needed for needed in (weights, vocab, card_path) if needed.is_file()]
+    if path.is_dir() and not present:
+        raise _not_a_checkpoint(path, f"it is a folder without {WEIGHTS_FILE}, {VOCAB_FILE} or {CARD_FILE}")
     for needed in (weights, vocab, card_path):
-        if not needed.is_file():
+        if needed not in present:
             raise WlmError(f"model bundle {path} is incomplete: {needed.name} is missing "
                            f"(a bundle holds {WEIGHTS_FILE}, {VOCAB_FILE} and {CARD_FILE})")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WlmError(f"{card_path} is not valid JSON ({exc})") from None
+        if not isinstance(card, dict):
+            raise TypeError(f"it holds a {type(card).__name__}, not an object")
+    except Exception as exc:  # noqa: BLE001 - bad bytes, bad JSON or the wrong JSON: the card is unusable
+        raise WlmError(f"{card_path} is not a valid bundle card ({_brief(exc)}); restore it (git checkout) "
+                       "or write the bundle again") from None
     expected = card.get("weights_sha256")
     actual = sha256_file(weights)
     if expected != actual:
         raise WlmError(f"{weights} does not match its card: sha256 is {actual[:12]}…, the card says "
                        f"{str(expected)[:12]}…; the file is damaged or was replaced — restore it (git checkout)")
+    model = _model_from_file(weights, _read_safetensors)
     try:
-        state = load_file(weights)
-    except (SafetensorError, OSError) as exc:
-        raise WlmError(f"{weights} cannot be read as safetensors ({exc})") from None
-    model = model_from_state_dict(state, source=str(weights))
-    dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
+        dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
+    except Exception as exc:  # noqa: BLE001 - e.g. a binary file in place of the word list
+        raise WlmError(f"{vocab} is not a word list, one word a line in UTF-8 ({_brief(exc)}); "
+                       "restore it (git checkout) or write the bundle again") from None
     check_vocab(model, len(dictionary), f"the bundle's vocabulary {vocab}")
     return LoadedModel(model, str(path), dictionary, card)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, or a header that parses into nonsense
+        raise _not_a_checkpoint(path, f"it cannot be read as safetensors ({_brief(exc)})") from None
+
+
+def _model_from_file(path: Path, read) -> LSTMModel:
+    """``read(path)`` (whose errors are already the one-line kind) and the model its tensors form."""
+    state = read(path)
+    try:
+        return model_from_state_dict(state, str(path))
+    except WlmError as exc:  # wrong keys or shapes: the message says which; add what a checkpoint is
+        raise WlmError(f"{exc}; {_CHECKPOINT_KINDS}") from None
+    except Exception as exc:  # noqa: BLE001 - tensors of odd ranks or dtypes: not this model's checkpoint
+        raise _not_a_checkpoint(path, f"its tensors do not form the model ({_brief(exc)})") from None
 
 
 def default_model_path() -> Path:
@@ -161,13 +210,8 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     path = Path(path)
     if path.is_dir():
         return load_bundle(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        try:
-            state = load_file(path)
-        except (SafetensorError, OSError) as exc:
-            raise WlmError(f"{path} cannot be read as safetensors ({exc})") from None
-        return LoadedModel(model_from_state_dict(state, str(path)), str(path))
-    return LoadedModel(model_from_state_dict(read_state_dict(path), str(path)), str(path))
+    read = _read_safetensors if path.suffix == ".safetensors" and path.is_file() else read_state_dict
+    return LoadedModel(_model_from_file(path, read), str(path))
 
 
 def save_bundle(model: LSTMModel, dictionary: Dictionary, path: str | Path, card: dict,
