@@ -22,22 +22,22 @@ ENV_VAR = "WLM_HOSTED"
 _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 # How long one request may hold the server's timing lock, and the token bounds that keep it there.
-# Measured on the bundled model (33,278 words, 5 LSTM layers of 256), batch 1, one thread, 2,000 test
-# tokens, on an Intel Xeon with AVX-512 VNNI (2 cores shared with other work), tokens/s:
+# Measured on the bundled model (33,278 words, 5 LSTM layers of 256), batch 1, one thread, on an Intel
+# Xeon with AVX-512 VNNI, 2 cores shared with other work. Tokens/s on 2,000 test tokens, machine fairly quiet:
 #   fp32 1,666 · tutorial 4,803 · int8+emb8 3,074 · int8+emb4 4,892 · float16 2,529 · per-channel 4,532
 #   slowest custom setup (emb4 alone) 1,756 · ONNX Runtime fp32 2,474, int8 8,572 · fidelity (both models) 746.
 # The heaviest speed request times float, every preset, a custom sidebar setup and both ONNX Runtime
 # models on the same tokens: 3.0 ms a token, plus ~3 s of quantizing (and 6 s for the first ONNX export).
-# 5,000 tokens is then ~15 s of timing (~24 s with the first export), which leaves room for a busy machine
-# under LOCK_SECONDS; the usual request (float and the tutorial's variant) takes ~4 s. Fidelity runs
-# 746 tokens/s, so 5,000 tokens is ~7 s. With two threads on two shared cores the same models ran 4x
-# (fp32, 430 tokens/s) to 19x (tutorial, 256 tokens/s) slower than with one, because every other
-# session's work competes for the same cores: hosted measurements therefore use one thread, and the
-# thread sweep (float and one variant at 1 … n threads) costs ~7 ms a token at that worst, so it gets
-# 2,000 tokens, ~14 s.
+# Timed whole on 5,000 tokens with the machine busy (load average 5 on 2 cores), it held the lock for
+# 31 s (6.3 ms a token all in), the usual request (float and the tutorial's variant) 10 s, all presets
+# 21 s, fidelity 11 s. So 4,000 tokens keep the heaviest request near 25 s on a busy machine.
+# The thread sweep (float and one variant at 1 and 2 threads) is the costliest per token: on cores that
+# other sessions also use, two threads ran 5-15x slower than one (fp32 198 tokens/s, tutorial 209),
+# 11 ms a token for the sweep, 22 s for 2,000 tokens; it gets 1,500 (about 17 s). For the same reason
+# hosted measurements use one thread (THREADS): a second thread only fights the other sessions.
 LOCK_SECONDS = 30
-MAX_TOKENS = 5_000
-MAX_SWEEP_TOKENS = 2_000
+MAX_TOKENS = 4_000
+MAX_SWEEP_TOKENS = 1_500
 THREADS = 1
 
 PATH_SOURCE, FALLBACK_SOURCE = "path", "bundled"
