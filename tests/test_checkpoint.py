@@ -170,10 +170,11 @@ def _safetensors_bytes() -> bytes:
 
 # What a user may pick by mistake: name, bytes, and words the one-line error must contain.
 NOT_CHECKPOINTS = {
-    "text": ("notes.txt", b"hello world\nthese are my notes\n", "not a torch.save file"),
-    "text as .pth": ("notes.pth", b"hello world\n", "not a torch.save file"),
-    "json": ("config.json", json.dumps({"lr": 0.1, "layers": [1, 2]}).encode(), "not a torch.save file"),
-    "empty": ("empty.pth", b"", "not a torch.save file"),
+    "text": ("notes.txt", b"hello world\nthese are my notes\n", "it is a text file"),
+    "text as .pth": ("notes.pth", b"hello world\n", "it is a text file"),
+    "long text with accents": ("essay.pth", "déjà vu, naïve café\n".encode() * 400, "it is a text file"),
+    "json": ("config.json", json.dumps({"lr": 0.1, "layers": [1, 2]}).encode(), "it is a text file"),
+    "empty": ("empty.pth", b"", "it is empty"),
     "random bytes": ("noise.pth", bytes(range(256)) * 16, "not a torch.save file"),
     "pickled list": ("list.pkl", pickle.dumps([1, 2, 3]), "not a torch.save file"),
     "pickled dict of strings": ("strings.pkl", pickle.dumps({"a": "b"}), "not a torch.save file"),
@@ -184,7 +185,8 @@ NOT_CHECKPOINTS = {
     "torch.save of an empty dict": ("empty-dict.pth", _saved({}), "empty dict"),
     "cut-off zip": ("cut.pth", _saved(tiny_model(20).state_dict())[:300], "truncated"),
     "cut-off safetensors": ("cut.safetensors", _safetensors_bytes()[:200], "cannot be read as safetensors"),
-    "text as safetensors": ("notes.safetensors", b"hello", "cannot be read as safetensors"),
+    "text as safetensors": ("notes.safetensors", b"hello", "it is a text file"),
+    "empty safetensors": ("empty.safetensors", b"", "it is empty"),
     "wrong keys": ("other.pth", _saved({"weight": torch.zeros(3)}), "missing encoder.weight"),
     "wrong ranks": ("ranks.pth", _saved({k: torch.zeros(3) for k in ("encoder.weight", "rnn.weight_ih_l0",
                     "rnn.weight_hh_l0", "decoder.weight", "decoder.bias")}), "do not form the model"),

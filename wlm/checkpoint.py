@@ -58,9 +58,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise WlmError(f"checkpoint {path} was refused: it holds Python objects other than tensors, which could "
                            f"run code when loaded ({reason}). Save a plain state_dict with "
                            "torch.save(model.state_dict(), path)") from None
-        raise _not_a_checkpoint(path, "it is not a torch.save file of tensors") from None
+        raise _not_a_checkpoint(path, _plain_kind(path) or "it is not a torch.save file of tensors") from None
     except Exception as exc:  # noqa: BLE001 - whatever the reader trips on, the bytes are not a checkpoint
-        raise _not_a_checkpoint(path, f"it is truncated or not a torch.save file ({_brief(exc)})") \
+        raise _not_a_checkpoint(path, _plain_kind(path) or f"it is truncated or not a torch.save file{_brief(exc)}") \
             from None
     if not isinstance(state, dict) or not state:
         raise _not_a_checkpoint(path, f"it holds {_what_it_holds(state)}, not a state_dict (a dict of tensors)")
@@ -79,12 +79,34 @@ def _not_a_checkpoint(path: str | Path, reason: str) -> WlmError:
 
 
 def _brief(exc: BaseException) -> str:
-    """An exception as one short line: its first sentence, or its type when it says nothing."""
+    """An exception as a short parenthesised note, or "" when it says nothing a user can act on."""
+    if isinstance(exc, EOFError):
+        return " (the file ends early)"
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0].split(". ")[0].rstrip(".") if lines else ""
-    if not text or len(text) < 8:  # e.g. KeyError 101 from an unpickler reading text
-        text = f"{type(exc).__name__} {text}".strip()
-    return text if len(text) <= 100 else text[:99] + "…"
+    if not any(c.isalpha() for c in text):  # e.g. KeyError 101 from an unpickler reading text
+        return ""
+    return f" ({text if len(text) <= 100 else text[:99] + '…'})"
+
+
+def _plain_kind(path: Path) -> str:
+    """"it is empty" or "it is a text file" when the bytes say so plainly (the usual wrong picks), else ""."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return ""
+    if not head:
+        return "it is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(head) < 4096 or exc.start < len(head) - 3:  # binary bytes, not a character cut by the 4 KB read
+            return ""
+        text = head[:exc.start].decode("utf-8")
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "it is a text file, not saved weights"
+    return ""
 
 
 def _what_it_holds(state: object) -> str:
@@ -163,7 +185,7 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
         if not isinstance(card, dict):
             raise TypeError(f"it holds a {type(card).__name__}, not an object")
     except Exception as exc:  # noqa: BLE001 - bad bytes, bad JSON or the wrong JSON: the card is unusable
-        raise WlmError(f"{card_path} is not a valid bundle card ({_brief(exc)}); restore it (git checkout) "
+        raise WlmError(f"{card_path} is not a valid bundle card{_brief(exc)}; restore it (git checkout) "
                        "or write the bundle again") from None
     expected = card.get("weights_sha256")
     actual = sha256_file(weights)
@@ -174,7 +196,7 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
     try:
         dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
     except Exception as exc:  # noqa: BLE001 - e.g. a binary file in place of the word list
-        raise WlmError(f"{vocab} is not a word list, one word a line in UTF-8 ({_brief(exc)}); "
+        raise WlmError(f"{vocab} is not a word list, one word a line in UTF-8{_brief(exc)}; "
                        "restore it (git checkout) or write the bundle again") from None
     check_vocab(model, len(dictionary), f"the bundle's vocabulary {vocab}")
     return LoadedModel(model, str(path), dictionary, card)
@@ -184,7 +206,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, or a header that parses into nonsense
-        raise _not_a_checkpoint(path, f"it cannot be read as safetensors ({_brief(exc)})") from None
+        raise _not_a_checkpoint(path, _plain_kind(path) or f"it cannot be read as safetensors{_brief(exc)}") from None
 
 
 def _model_from_file(path: Path, read) -> LSTMModel:
@@ -195,7 +217,7 @@ def _model_from_file(path: Path, read) -> LSTMModel:
     except WlmError as exc:  # wrong keys or shapes: the message says which; add what a checkpoint is
         raise WlmError(f"{exc}; {_CHECKPOINT_KINDS}") from None
     except Exception as exc:  # noqa: BLE001 - tensors of odd ranks or dtypes: not this model's checkpoint
-        raise _not_a_checkpoint(path, f"its tensors do not form the model ({_brief(exc)})") from None
+        raise _not_a_checkpoint(path, f"its tensors do not form the model{_brief(exc)}") from None
 
 
 def default_model_path() -> Path:
