@@ -92,3 +92,12 @@ def test_timing_lock_free_means_no_callback_and_released_on_error():
     with lock.hold(lambda: told.append(1)) as waited:
         assert waited is False and lock.busy
     assert told == []
+
+
+def test_one_server_lock_per_process():
+    import importlib
+
+    import wlm.hosting
+
+    assert isinstance(wlm.hosting.SERVER_LOCK, TimingLock) and not wlm.hosting.SERVER_LOCK.busy
+    assert importlib.import_module("wlm.hosting").SERVER_LOCK is wlm.hosting.SERVER_LOCK

@@ -117,3 +117,8 @@ class TimingLock:
             yield waited
         finally:
             self._lock.release()
+
+
+# One per process: torch's thread count and the cores are shared by every session a server runs,
+# and a test driving the app in this process can hold it to see the waiting page.
+SERVER_LOCK = TimingLock()
