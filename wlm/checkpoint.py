@@ -58,10 +58,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise WlmError(f"checkpoint {path} was refused: it holds Python objects other than tensors, which could "
                            f"run code when loaded ({reason}). Save a plain state_dict with "
                            "torch.save(model.state_dict(), path)") from None
-        raise _not_a_checkpoint(path, _plain_kind(path) or "it is not a torch.save file of tensors") from None
+        reason = "it cannot be read: it is not a torch.save file of tensors"
+        raise _not_a_checkpoint(path, _plain_kind(path) or reason) from None
     except Exception as exc:  # noqa: BLE001 - whatever the reader trips on, the bytes are not a checkpoint
-        raise _not_a_checkpoint(path, _plain_kind(path) or f"it is truncated or not a torch.save file{_brief(exc)}") \
-            from None
+        reason = f"it cannot be read: it is truncated or not a torch.save file{_brief(exc)}"
+        raise _not_a_checkpoint(path, _plain_kind(path) or reason) from None
     if not isinstance(state, dict) or not state:
         raise _not_a_checkpoint(path, f"it holds {_what_it_holds(state)}, not a state_dict (a dict of tensors)")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
