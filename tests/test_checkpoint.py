@@ -148,7 +148,90 @@ def test_load_checkpoint_bytes_accepts_a_state_dict_and_refuses_code(tmp_path, c
         load_checkpoint_bytes(evil.getvalue(), "evil.pth")
     assert "'evil.pth'" in str(info.value)
     assert "should never run" not in capsys.readouterr().out
-    with pytest.raises(WlmError, match="cannot be read"):
+    with pytest.raises(WlmError, match="truncated or not a torch.save file"):
         load_checkpoint_bytes(buffer.getvalue()[:100], "cut.pth")
     with pytest.raises(WlmError):
         load_checkpoint_bytes(pickle.dumps([1, 2]), "list.pth")
+
+
+# --- files that are not checkpoints -------------------------------------------------------------
+
+def _saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _safetensors_bytes() -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in tiny_model(20).state_dict().items()})
+
+
+# What a user may pick by mistake: name, bytes, and words the one-line error must contain.
+NOT_CHECKPOINTS = {
+    "text": ("notes.txt", b"hello world\nthese are my notes\n", "it is a text file"),
+    "text as .pth": ("notes.pth", b"hello world\n", "it is a text file"),
+    "long text with accents": ("essay.pth", "déjà vu, naïve café\n".encode() * 400, "it is a text file"),
+    "json": ("config.json", json.dumps({"lr": 0.1, "layers": [1, 2]}).encode(), "it is a text file"),
+    "empty": ("empty.pth", b"", "it is empty"),
+    "random bytes": ("noise.pth", bytes(range(256)) * 16, "not a torch.save file"),
+    "pickled list": ("list.pkl", pickle.dumps([1, 2, 3]), "not a torch.save file"),
+    "pickled dict of strings": ("strings.pkl", pickle.dumps({"a": "b"}), "not a torch.save file"),
+    "torch.save of a list": ("list.pth", _saved([torch.zeros(3)]), "holds a list, not a state_dict"),
+    "torch.save of a tensor": ("tensor.pth", _saved(torch.zeros(3, 4)), "single tensor of shape (3, 4)"),
+    "torch.save of a dict of strings": ("strings.pth", _saved({"a": "b"}), "not a state_dict"),
+    "torch.save of a nested dict": ("nested.pth", _saved({"a": {"b": torch.zeros(2)}}), "not a state_dict"),
+    "torch.save of an empty dict": ("empty-dict.pth", _saved({}), "empty dict"),
+    "cut-off zip": ("cut.pth", _saved(tiny_model(20).state_dict())[:300], "truncated"),
+    "cut-off safetensors": ("cut.safetensors", _safetensors_bytes()[:200], "cannot be read as safetensors"),
+    "text as safetensors": ("notes.safetensors", b"hello", "it is a text file"),
+    "empty safetensors": ("empty.safetensors", b"", "it is empty"),
+    "wrong keys": ("other.pth", _saved({"weight": torch.zeros(3)}), "missing encoder.weight"),
+    "wrong ranks": ("ranks.pth", _saved({k: torch.zeros(3) for k in ("encoder.weight", "rnn.weight_ih_l0",
+                    "rnn.weight_hh_l0", "decoder.weight", "decoder.bias")}), "do not form the model"),
+}
+WHAT_A_CHECKPOINT_IS = "a checkpoint is a bundle folder"
+
+
+def _assert_one_line_naming(message: str, name: str, words: str) -> None:
+    assert "\n" not in message and name in message and words in message, message
+    assert WHAT_A_CHECKPOINT_IS in message and "torch.save(model.state_dict(), path)" in message
+
+
+@pytest.mark.parametrize("kind", list(NOT_CHECKPOINTS))
+def test_not_a_checkpoint_is_one_clear_error(kind, tmp_path):
+    name, data, words = NOT_CHECKPOINTS[kind]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(WlmError) as info:
+        load_model(path)
+    _assert_one_line_naming(str(info.value), str(path), words)
+    with pytest.raises(WlmError) as info:  # the app's upload path names the file as the visitor called it
+        load_checkpoint_bytes(data, name)
+    _assert_one_line_naming(str(info.value), repr(name), words)
+    assert "upload" not in str(info.value).split(" is ")[0]  # the server's temporary path never shows
+
+
+def test_folder_without_a_bundle(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("x")
+    with pytest.raises(WlmError) as info:
+        load_model(tmp_path / "run")
+    _assert_one_line_naming(str(info.value), str(tmp_path / "run"), "folder without model.safetensors")
+    save_bundle(tiny_model(30), Dictionary([f"w{i}" for i in range(30)]), tmp_path / "b", {})
+    (tmp_path / "b" / "vocab.txt").unlink()
+    with pytest.raises(WlmError, match="incomplete: vocab.txt is missing"):
+        load_model(tmp_path / "b")
+
+
+def test_bundle_with_a_broken_card_or_vocab(tmp_path):
+    save_bundle(tiny_model(30), Dictionary([f"w{i}" for i in range(30)]), tmp_path / "b", {})
+    card = (tmp_path / "b" / "card.json").read_text()
+    (tmp_path / "b" / "card.json").write_text("[1, 2]")
+    with pytest.raises(WlmError, match="not a valid bundle card"):
+        load_model(tmp_path / "b")
+    (tmp_path / "b" / "card.json").write_text(card)
+    (tmp_path / "b" / "vocab.txt").write_bytes(b"\xff\xfe\x00" * 10)
+    with pytest.raises(WlmError, match="not a word list"):
+        load_model(tmp_path / "b")

@@ -161,3 +161,22 @@ def test_bad_data_dir_from_the_environment(tmp_path, setup):
     proc = run("evaluate", "--max-tokens", "100", env_extra={"WLM_DATA_DIR": str(path)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and str(path) in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["text", "json", "empty", "random bytes", "pickled list", "torch.save of a tensor",
+                                  "cut-off zip", "cut-off safetensors", "wrong keys", "folder"])
+def test_not_a_checkpoint_exits_2_naming_the_file(kind, tmp_path, tiny_dir):
+    from test_checkpoint import NOT_CHECKPOINTS
+
+    if kind == "folder":
+        path = tmp_path / "some-folder"
+        path.mkdir()
+    else:
+        name, data, _ = NOT_CHECKPOINTS[kind]
+        path = tmp_path / name
+        path.write_bytes(data)
+    proc = run("evaluate", "--checkpoint", str(path), "--data", str(tiny_dir))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and str(path) in error[0] and "a checkpoint is a bundle folder" in error[0], proc.stderr

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .corpus import Corpus, Dictionary
 from .errors import WlmError
 from .model import LoadedModel, LSTMModel, check_vocab, model_from_state_dict
+from .weights_file import model_from_file, not_a_checkpoint, read_safetensors, read_state_dict, short_reason
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_MODEL = ASSETS_DIR / "wlm-lstm"
@@ -35,25 +35,31 @@ def sha256_file(path: Path) -> str:
 def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
     path = Path(path)
     weights, vocab, card_path = path / WEIGHTS_FILE, path / VOCAB_FILE, path / CARD_FILE
+    present = [needed for needed in (weights, vocab, card_path) if needed.is_file()]
+    if path.is_dir() and not present:
+        raise not_a_checkpoint(path, f"it is a folder without {WEIGHTS_FILE}, {VOCAB_FILE} or {CARD_FILE}")
     for needed in (weights, vocab, card_path):
-        if not needed.is_file():
+        if needed not in present:
             raise WlmError(f"model bundle {path} is incomplete: {needed.name} is missing "
                            f"(a bundle holds {WEIGHTS_FILE}, {VOCAB_FILE} and {CARD_FILE})")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WlmError(f"{card_path} is not valid JSON ({exc})") from None
+        if not isinstance(card, dict):
+            raise TypeError(f"it holds a {type(card).__name__}, not an object")
+    except Exception as exc:  # noqa: BLE001 - bad bytes, bad JSON or the wrong JSON: the card is unusable
+        raise WlmError(f"{card_path} is not a valid bundle card{short_reason(exc)}; restore it (git checkout) "
+                       "or write the bundle again") from None
     expected = card.get("weights_sha256")
     actual = sha256_file(weights)
     if expected != actual:
         raise WlmError(f"{weights} does not match its card: sha256 is {actual[:12]}…, the card says "
                        f"{str(expected)[:12]}…; the file is damaged or was replaced — restore it (git checkout)")
+    model = model_from_file(weights, read_safetensors)
     try:
-        state = load_file(weights)
-    except (SafetensorError, OSError) as exc:
-        raise WlmError(f"{weights} cannot be read as safetensors ({exc})") from None
-    model = model_from_state_dict(state, source=str(weights))
-    dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
+        dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
+    except Exception as exc:  # noqa: BLE001 - e.g. a binary file in place of the word list
+        raise WlmError(f"{vocab} is not a word list, one word a line in UTF-8{short_reason(exc)}; "
+                       "restore it (git checkout) or write the bundle again") from None
     check_vocab(model, len(dictionary), f"the bundle's vocabulary {vocab}")
     return LoadedModel(model, str(path), dictionary, card)
 
@@ -80,8 +86,7 @@ def write_card(path: str | Path, card: dict) -> dict:
 def write_bundle(run_dir: Path, corpus: Corpus, out: Path, *, threads: int = 1,
                  log: Callable[[str], None] = print) -> dict:
     """Bundle a training run's best model with a card that records its recipe and measured test losses."""
-    # Imported here: checkpoint reads bundles through this module, and reading a bundle needs none of these.
-    from .checkpoint import read_state_dict
+    # Imported here: reading a bundle needs none of these, and training is slow to import.
     from .evaluate import evaluate
     from .quantize import PRESETS, quantize
     from .threads import num_threads

@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from .bundle import BUNDLED_MODEL, WEIGHTS_FILE, load_bundle
 from .errors import WlmError
-from .model import LoadedModel, check_vocab, model_from_state_dict, random_model
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A plain state_dict from a ``torch.save`` file, loaded without running any pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise WlmError(f"checkpoint {path} does not exist; check the path (the tutorial's file is "
-                       "word_language_model_quantize.pth)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = _unpickling_reason(exc)
-        if "GLOBAL" not in reason:  # no object was refused: the bytes are not a checkpoint the safe loader reads
-            raise WlmError(f"checkpoint {path} cannot be read: it is not a torch.save file of tensors ({reason}). "
-                           "Save a plain state_dict with torch.save(model.state_dict(), path)") from None
-        raise WlmError(f"checkpoint {path} was refused: it holds Python objects other than tensors, which could "
-                       f"run code when loaded ({reason}). Save a plain state_dict with "
-                       "torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise WlmError(f"checkpoint {path} cannot be read: it is truncated or not a torch.save file ({exc})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WlmError(f"checkpoint {path} is not a state_dict (a dict of tensors); save one with "
-                       "torch.save(model.state_dict(), path)")
-    return state
-
-
-def _unpickling_reason(exc: Exception) -> str:
-    """The line of torch's long weights_only message that says what was refused."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")),
-                lines[0] if lines else type(exc).__name__)
+from .model import LoadedModel, check_vocab, random_model
+from .weights_file import model_from_file, read_safetensors, read_state_dict
 
 
 def default_model_path() -> Path:
@@ -60,13 +24,8 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
     path = Path(path)
     if path.is_dir():
         return load_bundle(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        try:
-            state = load_file(path)
-        except (SafetensorError, OSError) as exc:
-            raise WlmError(f"{path} cannot be read as safetensors ({exc})") from None
-        return LoadedModel(model_from_state_dict(state, str(path)), str(path))
-    return LoadedModel(model_from_state_dict(read_state_dict(path), str(path)), str(path))
+    read = read_safetensors if path.suffix == ".safetensors" and path.is_file() else read_state_dict
+    return LoadedModel(model_from_file(path, read), str(path))
 
 
 def open_model(checkpoint: str | Path | None = None, *, random_init: bool = False, seed: int = 0,
