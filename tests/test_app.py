@@ -13,7 +13,7 @@ from conftest import REPO, write_corpus
 from wlm.checkpoint import save_bundle
 from wlm.evaluate import evaluate
 from wlm.export import quantized_bytes
-from wlm.generate import generate, generate_pair
+from wlm.generate import first_difference, generate
 from wlm.quantize import PRESETS, quantize
 
 APP = str(REPO / "streamlit_app.py")
@@ -185,9 +185,10 @@ def test_generation_pairs_float_and_quantized_and_marks_where_they_part(app_env)
     _generate(at, seed=5, temperature=1.0, words=200)
     result = at.session_state["gen_result"]
     model, dictionary = app_env["model"], app_env["corpus"].dictionary
-    pair = generate_pair(model, quantize(model, PRESETS["tutorial"]), dictionary, words=200, temperature=1.0, seed=5)
-    assert result["quantized"] == pair.quant_words
-    assert result["first_difference"] == pair.first_difference
+    kwargs = dict(words=200, temperature=1.0, seed=5)
+    texts = [list(generate(m, dictionary, **kwargs)) for m in (model, quantize(model, PRESETS["tutorial"]))]
+    assert result["quantized"] == texts[1]
+    assert result["first_difference"] == first_difference(*texts)
 
 
 def _pth_bytes(model) -> bytes:
@@ -288,8 +289,9 @@ def test_twenty_sessions_at_once_match_one_alone(app_env):
     ids = app_env["corpus"].test
 
     def session(i: int):
-        pair = generate_pair(loaded.model, quant, loaded.dictionary, words=60, temperature=1.0, seed=i % 4)
-        return pair.float_words, pair.quant_words, evaluate(quant, ids).loss, evaluate(loaded.model, ids).loss
+        texts = [list(generate(m, loaded.dictionary, words=60, temperature=1.0, seed=i % 4))
+                 for m in (loaded.model, quant)]
+        return *texts, evaluate(quant, ids).loss, evaluate(loaded.model, ids).loss
 
     alone = [session(i) for i in range(4)]
     with ThreadPoolExecutor(max_workers=20) as pool:
