@@ -23,7 +23,7 @@ from .corpus import Dictionary
 from .errors import WlmError
 
 MAX_WORDS = 10_000
-TINY_DRAW = np.float32(2.0 ** -24)
+SMALLEST_UNIFORM = np.float32(2.0 ** -25)
 
 
 def check_sampling(words: int, temperature: float) -> None:
@@ -43,8 +43,9 @@ def encode_prompt(dictionary: Dictionary, prompt: str | None) -> tuple[list[int]
 class Tickets:
     """The seeded random numbers of one text: a start word, then one Gumbel ticket per word per step.
 
-    numpy's PCG64 draws a vocabulary's worth of exponentials several times faster than torch's
-    generator; the buffer is reused, so a step allocates nothing.
+    A ticket is -log(-log u) for a uniform u. numpy's PCG64 draws a vocabulary's worth of float32
+    uniforms several times faster than torch's generator, and the buffer is reused, so a step
+    allocates nothing.
     """
 
     def __init__(self, seed: int, ntoken: int):
@@ -56,14 +57,16 @@ class Tickets:
         return int(self.rng.integers(self.ntoken))
 
     def draw(self) -> np.ndarray:
-        """The next step's tickets, -log(Exp(1)) per word (the returned buffer is overwritten by the next draw)."""
-        self.rng.standard_exponential(dtype=np.float32, out=self.gumbel)
-        # float32 draws come on a grid whose first step is ~1e-7 and are exactly 0 about once in 2^24:
-        # read 0 as a tiny draw (a large but finite ticket) rather than an infinite one that always wins.
-        np.maximum(self.gumbel, TINY_DRAW, out=self.gumbel)
-        np.log(self.gumbel, out=self.gumbel)
-        np.negative(self.gumbel, out=self.gumbel)
-        return self.gumbel
+        """The next step's tickets (the returned buffer is overwritten by the next draw)."""
+        u = self.rng.random(dtype=np.float32, out=self.gumbel)
+        # float32 uniforms lie on a 2^-24 grid and are exactly 0 about once in 2^24: read 0 as half a
+        # step, a low but finite ticket, rather than log(0).
+        np.maximum(u, SMALLEST_UNIFORM, out=u)
+        np.log(u, out=u)
+        np.negative(u, out=u)  # an exponential draw
+        np.log(u, out=u)
+        np.negative(u, out=u)
+        return u
 
 
 def pick(logits: np.ndarray, gumbel: np.ndarray, temperature: float, scratch: np.ndarray) -> int:
