@@ -90,7 +90,7 @@ class _Reader:
 
     @staticmethod
     def _last(out: torch.Tensor) -> np.ndarray:
-        return out[-1, 0].float().numpy()
+        return out[-1, 0].detach().float().numpy()
 
     def read(self, word: int) -> None:
         self.input[0, 0] = word
