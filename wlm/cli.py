@@ -147,9 +147,8 @@ def cmd_generate(args) -> None:
     from .quantize import preset, quantize
 
     check_sampling(args.words, args.temperature)
-    specs = {args.variant: preset(args.variant)}
-    if args.compare:
-        specs[args.compare] = preset(args.compare)  # an unknown variant fails before the model loads
+    names = [args.variant, *([args.compare] if args.compare else [])]
+    specs = [preset(name) for name in names]  # an unknown variant fails before the model loads
     # A bundle brings its vocabulary; a bare weights file needs the corpus it was trained on.
     needs_vocab = args.checkpoint is not None and not Path(args.checkpoint).is_dir()
     corpus = _corpus(args) if needs_vocab or args.data else None
@@ -158,29 +157,29 @@ def cmd_generate(args) -> None:
     if unknown:
         _log(f"not in the vocabulary, read as <unk>: {', '.join(unknown)}")
     kwargs = dict(temperature=args.temperature, seed=args.seed, prompt=args.prompt)
-    models, texts = {}, {}
-    for name, spec in specs.items():
-        models[name] = quantize(loaded.model, spec)
-        texts[name] = list(tqdm(generate(models[name], loaded.dictionary, words=args.words, **kwargs),
-                                total=args.words, desc=f"generate {name}", unit="word", file=sys.stderr, leave=False))
+    models = [quantize(loaded.model, spec) for spec in specs]
+    texts = [list(tqdm(generate(model, loaded.dictionary, words=args.words, **kwargs), total=args.words,
+                       desc=f"generate {name}", unit="word", file=sys.stderr, leave=False))
+             for name, model in zip(names, models)]
     if not args.compare:
-        print(json.dumps({"variant": args.variant, "text": _lines(texts[args.variant])}, indent=2)
-              if args.format == "json" else _lines(texts[args.variant]))
+        print(json.dumps({"variant": args.variant, "text": _lines(texts[0])}, indent=2)
+              if args.format == "json" else _lines(texts[0]))
         return
-    a, b = texts.values()
-    result = agreement(*models.values(), loaded.dictionary, a, b, **kwargs)
+    a, b = texts
+    result = agreement(*models, loaded.dictionary, a, b, **kwargs)
     if args.format == "json":
         print(json.dumps({"variant": args.variant, "compare": args.compare, "text": _lines(a),
                           "compare_text": _lines(b), "first_difference": result.first_difference,
                           "agreed_words": result.agreed_words, "mean_same_pick": result.mean_same_pick,
                           "same_pick": result.same_pick}, indent=2))
         return
-    for name, words in texts.items():
+    for name, words in zip(names, texts):
         print(f"--- {name}\n{_lines(words)}\n")
-    parted = ("never part" if result.first_difference is None
-              else f"part at word {result.first_difference + 1:,}")
-    print(f"first difference: the texts agree for {result.agreed_words:,} words, then {parted}")
-    print(f"same-pick odds: at each step until then the two models would pick the same word "
+    print("first difference: " + (f"none, the texts agree on all {result.agreed_words:,} words"
+                                  if result.first_difference is None else
+                                  f"the texts agree for {result.agreed_words:,} words, then part at word "
+                                  f"{result.first_difference + 1:,}"))
+    print(f"same-pick odds: at each step of the shared text the two models would pick the same word "
           f"{100 * result.mean_same_pick:.1f} % of the time")
 
 
