@@ -182,3 +182,22 @@ def test_measured_variant_table_feeds_both_charts(tiny_corpus):
 @pytest.mark.parametrize("value, text", [(0.5, "500 kB"), (12.34, "12.3 MB")])
 def test_sizes_print_in_readable_units(value, text):
     assert charts.format_mb(value) == text
+
+
+def test_same_pick_chart_marks_where_the_texts_part():
+    from wlm.generate import Agreement
+
+    parted = Agreement(first_difference=23, agreed_words=23, same_pick=[0.98] * 23 + [0.72],
+                       mean_same_pick=(0.98 * 23 + 0.72) / 24)
+    figure = charts.same_pick_chart(parted)
+    spec = _valid(figure)
+    assert figure.takeaway.startswith("The texts agree for 23 words and part at word 24;")
+    assert "pick the same word 96.9 % of the time" in figure.takeaway and "once in 32 words" in figure.takeaway
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
+    assert spec["datasets"][rule["data"]["name"]] == [{"word": 24}]
+    together = Agreement(None, 100, [1.0] * 100, 1.0)
+    assert not any(layer["mark"]["type"] == "rule" for layer in _valid(charts.same_pick_chart(together))["layer"])
+    assert charts.same_pick_takeaway(together) == ("The texts agree on all 100 words; at each step the two models "
+                                                   "would pick the same word 100.0 % of the time.")
+    assert charts.same_pick_takeaway(Agreement(0, 0, [0.5], 0.5)).startswith("The texts part at the first word")
+    assert "same tickets" in charts.TICKETS_EXPLAINED

@@ -54,6 +54,30 @@ def test_generate_and_evaluate_with_pth(tmp_path, tiny_dir, tiny_corpus):
     assert "top1_agreement" in fid and "sqnr_db" in fid
 
 
+def test_generate_compare_gives_both_texts_where_they_part_and_the_odds(tmp_path, tiny_dir, tiny_corpus):
+    path = tmp_path / "m.pth"
+    torch.save(tiny_model(len(tiny_corpus.dictionary)).state_dict(), path)
+    common = ("--checkpoint", str(path), "--data", str(tiny_dir), "--words", "40", "--seed", "3")
+    alone = {v: run("generate", *common, "--variant", v, check_rc=0).stdout.strip() for v in ("fp32", "tutorial")}
+    row = json.loads(run("generate", *common, "--compare", "tutorial", "--format", "json", check_rc=0).stdout)
+    assert row["variant"] == "fp32" and row["compare"] == "tutorial"
+    assert row["text"] == alone["fp32"] and row["compare_text"] == alone["tutorial"]  # each text as written alone
+    a, b = row["text"].split(), row["compare_text"].split()
+    first = row["first_difference"]
+    if first is None:
+        assert row["agreed_words"] == 40
+    else:
+        assert row["agreed_words"] == first and len(row["same_pick"]) == first + 1
+    assert 0.5 < row["mean_same_pick"] <= 1 and row["mean_same_pick"] == pytest.approx(
+        sum(row["same_pick"]) / len(row["same_pick"]))
+    assert a[:5] == b[:5]  # an int8 copy of the same model agrees on the first words
+    text = run("generate", *common, "--compare", "tutorial", check_rc=0).stdout
+    assert alone["fp32"] in text and alone["tutorial"] in text
+    assert (f"agree for {row['agreed_words']} words, then part at word {first + 1}" if first is not None
+            else f"none, the texts agree on all {row['agreed_words']} words") in text
+    assert f"{100 * row['mean_same_pick']:.1f} % of the time" in text
+
+
 @pytest.mark.parametrize("args, message", [
     (["compare", "--random-init", "--data", "/nonexistent/corpus"], "does not exist"),
     (["compare", "--random-init", "--variants", "int3"], "unknown variant"),
@@ -61,6 +85,7 @@ def test_generate_and_evaluate_with_pth(tmp_path, tiny_dir, tiny_corpus):
     (["generate", "--words", "0"], "words must be between"),
     (["generate", "--words", "100000000"], "words must be between"),
     (["generate", "--temperature", "-1"], "temperature"),
+    (["generate", "--compare", "int3"], "unknown variant 'int3'"),
     (["evaluate", "--checkpoint", "/nonexistent.pth"], "does not exist"),
 ])
 def test_bad_input_exits_2_without_traceback(args, message, tiny_dir):

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .corpus import EOS
 from .fidelity import FidelityResult, WeightHistogram
+from .generate import Agreement
 from .model import PART_NAMES
 
 MODEL_COLORS = alt.Scale(domain=["float", "quantized"], range=["#4c78a8", "#f58518"])
@@ -319,3 +320,50 @@ def surprisal_takeaway(table: pd.DataFrame) -> str:
     worst = known.loc[known["loss_float"].idxmax()]
     return (f"Most surprising: {worst['word']!r} ({worst['loss_float']:.1f} nats float, {worst['loss_quant']:.1f} "
             f"quantized); on average quantizing changes a word's loss by {known['delta'].mean():+.3f} nats{tail}.")
+
+
+# --- Same tickets, same pick (Generate) -------------------------------------------------------
+
+TICKETS_EXPLAINED = (
+    "At every step each word of the vocabulary gets its own random ticket, and the word whose ticket, weighted by "
+    "its probability, is highest gets written. Both models hold the same tickets, so they write the same word "
+    "unless quantization moved their probabilities enough to hand the win to another word.")
+
+
+def same_pick_takeaway(agreement: Agreement) -> str:
+    """Where the texts part and the mean same-pick odds before that, from ``generate.agreement``."""
+    odds = agreement.mean_same_pick
+    if odds is None:
+        return "No words to compare."
+    every = f" (a difference is due about once in {1 / (1 - odds):,.0f} words)" if odds < 0.9995 else ""
+    at_each = f"the two models would pick the same word {100 * odds:.1f} % of the time{every}."
+    if agreement.first_difference is None:
+        return f"The texts agree on all {agreement.agreed_words:,} words; at each step {at_each}"
+    if agreement.first_difference == 0:
+        return f"The texts part at the first word; there {at_each}"
+    return (f"The texts agree for {agreement.agreed_words:,} words and part at word "
+            f"{agreement.first_difference + 1:,}; at each step until then {at_each}")
+
+
+def same_pick_chart(agreement: Agreement) -> Figure:
+    """Same-pick probability (1 - total variation) at each step of the shared prefix; the parting word marked."""
+    steps = pd.DataFrame({"word": np.arange(1, len(agreement.same_pick) + 1), "same_pick": agreement.same_pick})
+    steps["texts"] = "agree"
+    if agreement.first_difference is not None:
+        steps.loc[steps.index[-1], "texts"] = "part here"
+    base = alt.Chart(steps).encode(
+        x=alt.X("word:Q", title="word", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("same_pick:Q", title="same pick", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+        tooltip=["word", alt.Tooltip("same_pick:Q", format=".1%", title="same pick"), "texts"],
+    )
+    line = base.mark_line(color="#4c78a8")
+    points = base.mark_point(filled=True, size=40).encode(
+        color=alt.Color("texts:N", scale=alt.Scale(domain=["agree", "part here"], range=["#4c78a8", "#f58518"]),
+                        title=None),
+        size=alt.condition("datum.texts == 'part here'", alt.value(120), alt.value(30)))
+    layers = [line, points]
+    if agreement.first_difference is not None:
+        rule = alt.Chart(pd.DataFrame({"word": [agreement.first_difference + 1]})).mark_rule(
+            color="#f58518", strokeDash=[4, 3]).encode(x="word:Q")
+        layers.insert(0, rule)
+    return Figure(alt.layer(*layers).properties(height=200), same_pick_takeaway(agreement))

@@ -138,13 +138,22 @@ def cmd_evaluate(args) -> None:
           "\n".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
 
 
-def cmd_generate(args) -> None:
+def _lines(words: list[str]) -> str:
+    """Words joined by spaces, a line break for each end-of-line token."""
     from .corpus import EOS
-    from .generate import check_sampling, encode_prompt, generate
+
+    return "\n".join(" ".join(line.split()) for line in " ".join(words).split(EOS)).strip("\n")
+
+
+def cmd_generate(args) -> None:
+    from tqdm import tqdm
+
+    from .generate import agreement, check_sampling, encode_prompt, generate
     from .quantize import preset, quantize
 
     check_sampling(args.words, args.temperature)
-    spec = preset(args.variant)
+    names = [args.variant, *([args.compare] if args.compare else [])]
+    specs = [preset(name) for name in names]  # an unknown variant fails before the model loads
     # A bundle brings its vocabulary; a bare weights file needs the corpus it was trained on.
     needs_vocab = args.checkpoint is not None and not Path(args.checkpoint).is_dir()
     corpus = _corpus(args) if needs_vocab or args.data else None
@@ -152,20 +161,31 @@ def cmd_generate(args) -> None:
     _, unknown = encode_prompt(loaded.dictionary, args.prompt)
     if unknown:
         _log(f"not in the vocabulary, read as <unk>: {', '.join(unknown)}")
-    model = quantize(loaded.model, spec)
-    from tqdm import tqdm
-
-    line = []
-    for word in tqdm(generate(model, loaded.dictionary, words=args.words, temperature=args.temperature,
-                              seed=args.seed, prompt=args.prompt), total=args.words, desc="generate",
-                     unit="word", file=sys.stderr, leave=False):
-        if word == EOS:
-            print(" ".join(line), flush=True)
-            line = []
-        else:
-            line.append(word)
-    if line:
-        print(" ".join(line))
+    kwargs = dict(temperature=args.temperature, seed=args.seed, prompt=args.prompt)
+    models = [quantize(loaded.model, spec) for spec in specs]
+    texts = [list(tqdm(generate(model, loaded.dictionary, words=args.words, **kwargs), total=args.words,
+                       desc=f"generate {name}", unit="word", file=sys.stderr, leave=False))
+             for name, model in zip(names, models)]
+    if not args.compare:
+        print(json.dumps({"variant": args.variant, "text": _lines(texts[0])}, indent=2)
+              if args.format == "json" else _lines(texts[0]))
+        return
+    a, b = texts
+    result = agreement(*models, loaded.dictionary, a, b, **kwargs)
+    if args.format == "json":
+        print(json.dumps({"variant": args.variant, "compare": args.compare, "text": _lines(a),
+                          "compare_text": _lines(b), "first_difference": result.first_difference,
+                          "agreed_words": result.agreed_words, "mean_same_pick": result.mean_same_pick,
+                          "same_pick": result.same_pick}, indent=2))
+        return
+    for name, words in zip(names, texts):
+        print(f"--- {name}\n{_lines(words)}\n")
+    print("first difference: " + (f"none, the texts agree on all {result.agreed_words:,} words"
+                                  if result.first_difference is None else
+                                  f"the texts agree for {result.agreed_words:,} words, then part at word "
+                                  f"{result.first_difference + 1:,}"))
+    print(f"same-pick odds: at each step of the shared text the two models would pick the same word "
+          f"{100 * result.mean_same_pick:.1f} % of the time")
 
 
 def cmd_fidelity(args) -> None:
@@ -380,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="0 = always the most likely word")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prompt", help="words to start from")
+    p.add_argument("--compare", metavar="VARIANT", help=f"also write with this variant from the same seed and "
+                                                         f"show where the texts part (one of: {variants})")
+    p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("fidelity", help="KL divergence, top-1 agreement and weight SQNR of a variant vs fp32")

@@ -1,8 +1,11 @@
 """Sampling text from a model, and the same sampling from two models side by side.
 
-Each step draws one uniform number and inverts the cumulative distribution. Two models
-given the same seed therefore pick the same word whenever their distributions agree closely
-enough, so the first position where their texts differ measures how far apart they are.
+Each step every word of the vocabulary gets its own random ticket (Gumbel noise, drawn from the
+seed), and the word whose ticket plus its log-probability is highest is written: the Gumbel-max
+trick, an exact draw from the model's distribution. Two models given the same seed hold the same
+tickets, so they pick the same word with a probability close to the overlap of their two
+distributions (1 - total variation). Where their texts part therefore measures how far apart they
+are, and each text still depends only on its model, the seed, the temperature and the prompt.
 """
 from __future__ import annotations
 
@@ -12,13 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
-from .corpus import EOS, Dictionary
+from .corpus import Dictionary
 from .errors import WlmError
 
 MAX_WORDS = 10_000
+SMALLEST_UNIFORM = np.float32(2.0 ** -25)
 
 
 def check_sampling(words: int, temperature: float) -> None:
@@ -35,13 +40,67 @@ def encode_prompt(dictionary: Dictionary, prompt: str | None) -> tuple[list[int]
     return dictionary.encode(prompt.split())
 
 
-def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
-    u = torch.rand((), generator=generator)  # drawn even when greedy, so seeds stay aligned
+class Tickets:
+    """The seeded random numbers of one text: a start word, then one Gumbel ticket per word per step.
+
+    A ticket is -log(-log u) for a uniform u. numpy's PCG64 draws a vocabulary's worth of float32
+    uniforms several times faster than torch's generator, and the buffer is reused, so a step
+    allocates nothing.
+    """
+
+    def __init__(self, seed: int, ntoken: int):
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.ntoken = ntoken
+        self.gumbel = np.empty(ntoken, dtype=np.float32)
+
+    def start_word(self) -> int:
+        return int(self.rng.integers(self.ntoken))
+
+    def draw(self) -> np.ndarray:
+        """The next step's tickets (the returned buffer is overwritten by the next draw)."""
+        u = self.rng.random(dtype=np.float32, out=self.gumbel)
+        # float32 uniforms lie on a 2^-24 grid and are exactly 0 about once in 2^24: read 0 as half a
+        # step, a low but finite ticket, rather than log(0).
+        np.maximum(u, SMALLEST_UNIFORM, out=u)
+        np.log(u, out=u)
+        np.negative(u, out=u)  # an exponential draw
+        np.log(u, out=u)
+        np.negative(u, out=u)
+        return u
+
+
+def pick(logits: np.ndarray, gumbel: np.ndarray, temperature: float, scratch: np.ndarray) -> int:
+    """argmax(logits / T + g): a draw from softmax(logits / T). T = 0 is greedy and ignores the tickets."""
     if temperature == 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
-    index = int(torch.searchsorted(torch.cumsum(probs, 0), u * probs.sum()))
-    return min(index, probs.numel() - 1)
+    np.multiply(logits, 1.0 / temperature, out=scratch)
+    scratch += gumbel
+    return int(scratch.argmax())
+
+
+class _Reader:
+    """A model reading one word at a time; ``logits`` are its scores for the next word (a numpy view)."""
+
+    def __init__(self, model: nn.Module, start_ids: list[int]):
+        model.eval()
+        self.model = model
+        self.input = torch.empty((1, 1), dtype=torch.long)  # reused every step
+        out, self.hidden = model(torch.tensor(start_ids, dtype=torch.long).view(-1, 1), model.init_hidden(1))
+        self.logits = self._last(out)
+
+    @staticmethod
+    def _last(out: torch.Tensor) -> np.ndarray:
+        return out[-1, 0].detach().float().numpy()
+
+    def read(self, word: int) -> None:
+        self.input[0, 0] = word
+        out, self.hidden = self.model(self.input, self.hidden)
+        self.logits = self._last(out)
+
+
+def _start(tickets: Tickets, prompt_ids: list[int] | None) -> list[int]:
+    # Without a prompt the first input is a random word, drawn from the seed before any ticket.
+    return list(prompt_ids) if prompt_ids else [tickets.start_word()]
 
 
 @torch.no_grad()
@@ -49,20 +108,19 @@ def sample_ids(model: nn.Module, ntoken: int, *, words: int, temperature: float 
                prompt_ids: list[int] | None = None) -> Iterator[int]:
     """Yield ``words`` sampled ids. Without a prompt the first input is a random word, as in the tutorial."""
     check_sampling(words, temperature)
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    hidden = model.init_hidden(1)
-    start = prompt_ids or [int(torch.randint(ntoken, (1,), generator=generator))]
-    logits, hidden = model(torch.tensor(start, dtype=torch.long).view(-1, 1), hidden)
-    for _ in range(words):
-        word = _pick(logits[-1, 0], temperature, generator)
+    tickets = Tickets(seed, ntoken)
+    reader = _Reader(model, _start(tickets, prompt_ids))
+    scratch = np.empty(ntoken, dtype=np.float32)
+    for step in range(words):
+        word = pick(reader.logits, tickets.draw(), temperature, scratch)  # drawn even when greedy: seeds stay aligned
         yield word
-        logits, hidden = model(torch.tensor([[word]]), hidden)
+        if step + 1 < words:
+            reader.read(word)
 
 
 def generate(model: nn.Module, dictionary: Dictionary, *, words: int, temperature: float = 1.0, seed: int = 0,
              prompt: str | None = None) -> Iterator[str]:
-    """Yield generated words as plain strings (``<eos>`` included; ``as_text`` makes it a line break)."""
+    """Yield generated words as plain strings (``<eos>`` included)."""
     prompt_ids, _ = encode_prompt(dictionary, prompt)
     for index in sample_ids(model, len(dictionary), words=words, temperature=temperature, seed=seed,
                             prompt_ids=prompt_ids):
@@ -81,24 +139,23 @@ def generate_side_by_side(models: dict[str, nn.Module], dictionary: Dictionary, 
     """``generate`` from several models at once, one thread each, yielding their words as they come.
 
     On a machine with a core per model the pair takes as long as the slower model rather than the sum
-    of both, and a reader watches the quantized model pull ahead. Each model draws from its own
-    generator, so the texts are exactly ``generate``'s. Bad parameters raise before any thread starts;
-    an error inside a thread is raised here. Closing the iterator early stops the threads.
+    of both, and a reader watches the quantized model pull ahead. Each model draws its tickets from
+    its own generator, so the texts are exactly ``generate``'s. Bad parameters raise before any thread
+    starts; an error inside a thread is raised here. Closing the iterator early stops the threads.
     """
     check_sampling(words, temperature)
     encode_prompt(dictionary, prompt)  # an unusable prompt fails here, not in a thread
-    return _side_by_side(models, lambda model: generate(model, dictionary, words=words, temperature=temperature,
-                                                        seed=seed, prompt=prompt), words)
+    return _side_by_side(models, dictionary, words=words, temperature=temperature, seed=seed, prompt=prompt)
 
 
-def _side_by_side(models: dict[str, nn.Module], words_of, words: int) -> Iterator[Step]:
+def _side_by_side(models: dict[str, nn.Module], dictionary: Dictionary, **kwargs) -> Iterator[Step]:
     steps: queue.Queue = queue.Queue()
     stop = threading.Event()
     start = time.perf_counter()
 
     def run(name: str, model: nn.Module) -> None:
         try:
-            for word in words_of(model):
+            for word in generate(model, dictionary, **kwargs):
                 if stop.is_set():
                     return
                 steps.put(Step(name, word, time.perf_counter() - start))
@@ -111,7 +168,7 @@ def _side_by_side(models: dict[str, nn.Module], words_of, words: int) -> Iterato
     for thread in threads:
         thread.start()
     try:
-        for _ in range(len(models) * (words + 1)):
+        for _ in range(len(models) * (kwargs["words"] + 1)):
             step = steps.get()
             if isinstance(step, Exception):
                 raise step
@@ -120,35 +177,67 @@ def _side_by_side(models: dict[str, nn.Module], words_of, words: int) -> Iterato
         stop.set()
 
 
-def as_text(words: list[str]) -> str:
-    """Words joined by spaces, with a line break for each ``<eos>``."""
-    lines, line = [], []
-    for word in words:
-        if word == EOS:
-            lines.append(" ".join(line))
-            line = []
-        else:
-            line.append(word)
-    return "\n".join(lines + [" ".join(line)])
-
-
-@dataclass(frozen=True)
-class PairedText:
-    float_words: list[str]
-    quant_words: list[str]
-    first_difference: int | None  # index of the first differing word, None if identical
-    unknown: list[str]  # prompt words that were replaced by <unk>
-
-
-def generate_pair(float_model: nn.Module, quant_model: nn.Module, dictionary: Dictionary, *, words: int,
-                  temperature: float = 1.0, seed: int = 0, prompt: str | None = None) -> PairedText:
-    prompt_ids, unknown = encode_prompt(dictionary, prompt)
-    kwargs = dict(words=words, temperature=temperature, seed=seed, prompt_ids=prompt_ids)
-    a = [dictionary.idx2word[i] for i in sample_ids(float_model, len(dictionary), **kwargs)]
-    b = [dictionary.idx2word[i] for i in sample_ids(quant_model, len(dictionary), **kwargs)]
-    return PairedText(a, b, first_difference(a, b), unknown)
-
-
 def first_difference(a: list[str], b: list[str]) -> int | None:
     """Index of the first position where two texts differ; None when one is a prefix of the other."""
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+# --- how likely a shared pick was -------------------------------------------------------------
+
+def _softmax64(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max()
+    np.exp(z, out=z)
+    z /= z.sum()
+    return z
+
+
+def same_pick_probability(logits_a: np.ndarray, logits_b: np.ndarray, temperature: float) -> float:
+    """1 - total variation between the two next-word distributions at this temperature: the chance
+    that an ideal coupling of the two draws writes the same word (at T = 0: 1 if the top words agree)."""
+    if temperature == 0:
+        return float(logits_a.argmax() == logits_b.argmax())
+    return float(np.minimum(_softmax64(logits_a, temperature), _softmax64(logits_b, temperature)).sum())
+
+
+@torch.no_grad()
+def same_pick_along(model_a: nn.Module, model_b: nn.Module, dictionary: Dictionary, words: list[str], *,
+                    temperature: float = 1.0, seed: int = 0, prompt: str | None = None) -> list[float]:
+    """For each word of ``words``, the chance the two models would have picked the same word there,
+    both reading ``words`` from the start (the seed and prompt give the start, as in ``generate``).
+
+    The models read one word per call, exactly as they did while writing, so the distributions are
+    the ones their draws came from.
+    """
+    if not temperature >= 0:
+        raise WlmError(f"temperature must be 0 (greedy) or more, got {temperature!r}")
+    prompt_ids, _ = encode_prompt(dictionary, prompt)
+    start = _start(Tickets(seed, len(dictionary)), prompt_ids)
+    readers = _Reader(model_a, start), _Reader(model_b, start)
+    odds = []
+    for i, word in enumerate(words):
+        odds.append(same_pick_probability(readers[0].logits, readers[1].logits, temperature))
+        if i + 1 < len(words):
+            for reader in readers:
+                reader.read(dictionary.word2idx[word])
+    return odds
+
+
+@dataclass(frozen=True)
+class Agreement:
+    first_difference: int | None  # index of the first differing word; None when the texts never part
+    agreed_words: int  # words the texts share before they part
+    same_pick: list[float]  # per step of the shared prefix, the parting step included: 1 - TV
+    mean_same_pick: float | None  # mean of ``same_pick``; None for empty texts
+
+
+def agreement(model_a: nn.Module, model_b: nn.Module, dictionary: Dictionary, words_a: list[str],
+              words_b: list[str], *, temperature: float = 1.0, seed: int = 0,
+              prompt: str | None = None) -> Agreement:
+    """Where two texts written from the same seed part, and how likely a shared pick was at each step
+    until then. After they part each model read its own history, so later steps are not compared."""
+    first = first_difference(words_a, words_b)
+    agreed = min(len(words_a), len(words_b)) if first is None else first
+    odds = same_pick_along(model_a, model_b, dictionary, words_a[:agreed + 1], temperature=temperature,
+                           seed=seed, prompt=prompt)
+    return Agreement(first, agreed, odds, float(np.mean(odds)) if odds else None)
