@@ -5,8 +5,9 @@
 Coupling, per preset at temperature 1: where the float and quantized texts first part over seeds 0..N-1
 (median, min, max, and how many never part within --words), next to what an ideal coupling would give
 from the same distributions: the mean total variation (TV) per step along the float text, its mean wait
-1 / TV and median wait ln 2 / TV; and the first difference with the inverse-CDF sampler this one replaced. Speed, 1 thread, CPU time: `generate`'s time per word against the bare forward
-step of the same model, the tickets' time per step, and 1,000 int8 words headless. A benchmark, not a
+1 / TV and median wait ln 2 / TV; and the first difference with the inverse-CDF sampler this one replaced.
+Speed, 1 thread, CPU time: `generate`'s time per word against the bare forward step of the same model,
+the tickets' time per step, and 1,000 int8 words headless. A benchmark, not a
 test: pytest does not collect it and it asserts only that its shortcut matches `generate`.
 """
 from __future__ import annotations
