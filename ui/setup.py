@@ -18,6 +18,7 @@ from .cached import CPUS, load_corpus, load_source, quantized_variant
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
+KEPT_PARAMS = ("step", "tab")  # the Walkthrough's step and the open tab, set by the page itself
 DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
             "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
 
@@ -127,9 +128,10 @@ def sidebar() -> tuple[dict, QuantSpec]:
     sb.number_input("Seed", 0, 2**31 - 1, key="seed", step=1)
     # A widget that was not drawn this run (the path box) has no state; fall back to its default.
     config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
-    # The address bar mirrors the setup, so a copied link opens the same one.
-    st.query_params.from_dict({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
-                               if k != "pth" or config["src"] == "path"})
+    # The address bar mirrors the setup, so a copied link opens the same one; the tabs' own parameters stay.
+    st.query_params.from_dict({**{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
+                                  if k != "pth" or config["src"] == "path"},
+                               **{k: st.query_params[k] for k in KEPT_PARAMS if k in st.query_params}})
     return {"upload": upload, **config}, spec_from_state()
 
 

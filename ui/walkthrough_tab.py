@@ -1,98 +1,170 @@
-"""The Walkthrough tab: the steps of PyTorch's dynamic quantization tutorial, one button each, on the loaded model."""
+"""The Walkthrough tab: the tutorial as eight lesson cards, one on screen at a time, for a class to follow.
+
+Each card shows the code of a lesson (``wlm.walkthrough``), what that code printed when run on the model and corpus
+loaded now, and what to notice. The step is in the address bar (``?step=4``), so a shared link opens that card.
+"""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import importlib.util
 
 import streamlit as st
 
 from wlm import charts
-from wlm.generate import generate
+from wlm.threads import num_threads
+from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
-from .cached import part_sizes, variant_table, weights_of
+from .cached import timing_lock
 from .setup import Setup
-from .speed_tab import selected_specs
-from .widgets import need_corpus, show
+from .widgets import TAB_KEY, need_corpus, token_slider
+
+STEP = "walk_step"  # session state and, as 'step', the query parameter
+DEFAULT_TOKENS = 1000  # float and quantized take about 2 s on it here
 
 
-class Step(NamedTuple):
-    title: str
-    text: Callable[[Setup], str]
-    run: Callable[[Setup], None]
+def step_from(raw) -> int:
+    """The step a link asks for; anything but a whole number from 1 to 8 means step 1."""
+    try:
+        step = int(raw)
+    except (TypeError, ValueError):
+        return 1
+    return step if 1 <= step <= len(LESSONS) else 1
 
 
-def _define(setup: Setup) -> None:
-    st.write(f"{sum(weights_of(setup.source_key, setup.model).values()):,} parameters.")
-    st.text(str(setup.model))
+def _move(by: int) -> None:
+    st.session_state[STEP] = min(max(1, st.session_state[STEP] + by), len(LESSONS))
 
 
-def _data(setup: Setup) -> None:
-    if setup.corpus is None:
-        st.info(setup.missing)
-        return
-    c = setup.corpus
-    st.write(f"{len(c.dictionary):,} distinct words; {len(c.train):,} training, {len(c.valid):,} "
-             f"validation and {len(c.test):,} test tokens.")
+# --- the lessons, run once per model (and corpus, seed, tokens) and shared by every session ---------------------
+
+def _names(setup: Setup, tokens: int = DEFAULT_TOKENS) -> dict:
+    return {"model": setup.model, "loaded": setup.loaded, "corpus": setup.corpus, "dictionary": setup.dictionary,
+            "seed": setup.seed, "tokens": tokens}
 
 
-def _weights(setup: Setup) -> None:
-    card = setup.loaded.card or {}
-    st.write({k: v for k, v in card.items() if k not in ("weights_sha256",)} or "No model card.")
+@st.cache_resource(show_spinner="Quantizing, as the tutorial does…", max_entries=1)
+def _quantized_lesson(source_key: str, _setup: Setup) -> LessonRun:
+    # Holds lesson 5's quantized model, which lessons 6 and 7 measure.
+    return run_lesson(5, _names(_setup))
 
 
-def _generate(setup: Setup) -> None:
-    if setup.dictionary is None:
-        st.info(setup.missing)
-        return
-    words = list(generate(setup.model, setup.dictionary, words=40, temperature=1.0, seed=setup.seed))
-    st.markdown(charts.paired_html(words, None), unsafe_allow_html=True)
+@st.cache_data(show_spinner="Running the lesson's code…", max_entries=32)
+def _lesson(number: int, source_key: str, corpus_key: str, seed: int, tokens: int, _setup: Setup) -> LessonRun:
+    earlier = {5: _quantized_lesson(source_key, _setup).values} if 5 in LESSONS[number - 1].needs else {}
+    if number != 7:
+        return run_lesson(number, _names(_setup, tokens), earlier)
+    with timing_lock(), num_threads(1):  # a timing: alone, on one thread, as the tutorial
+        return run_lesson(number, _names(_setup, tokens), earlier)
 
 
-def _quantize(setup: Setup) -> None:
-    st.text(str(setup.quant))
+def lesson_run(number: int, setup: Setup, tokens: int = DEFAULT_TOKENS) -> LessonRun:
+    if number == 5:
+        return _quantized_lesson(setup.source_key, setup)
+    # Only what a lesson reads is in its key: lesson 4 the seed, lesson 7 the tokens.
+    return _lesson(number, setup.source_key, setup.corpus_key if number in (2, 7) else "",
+                   setup.seed if number == 4 else 0, tokens if number == 7 else 0, setup)
 
 
-def _size(setup: Setup) -> None:
-    show(charts.size_chart(part_sizes(setup.source_key, setup.spec, setup.model, setup.quant)))
+# --- the cards ----------------------------------------------------------------------------------------------------
+
+def _output(run: LessonRun) -> None:
+    st.code(run.output.rstrip(), language="text", wrap_lines=True)
 
 
-def _speed_and_loss(setup: Setup) -> None:
-    if not need_corpus(setup):
-        return
-    tokens = min(500, len(setup.test_ids))
-    request = (setup.source_key, setup.corpus_key, selected_specs(setup, []), tokens, 1)
-    table = variant_table(*request, setup.model, setup.test_ids)
-    st.dataframe(table, hide_index=True)
-    show(charts.throughput_chart(table))
+def _weights_output(run: LessonRun, setup: Setup) -> None:
+    facts = run.values["facts"]
+    st.table({"": list(facts), "from the card": [str(v) for v in facts.values()]}, hide_index=True)
+    if setup.loaded.card:
+        with st.expander("The full model card"):
+            st.json({k: v for k, v in setup.loaded.card.items() if k != "weights_sha256"}, expanded=1)
 
 
-def _architecture(setup: Setup) -> str:
-    config = setup.model.config
-    return ("An embedding turns each word id into a vector, a stack of LSTM layers reads the "
-            f"words in order, and a linear layer scores every word of the vocabulary as the next one. Here: "
-            f"{config.ntoken:,} words, {config.ninp}-wide embedding, {config.nlayers} LSTM layers of {config.nhid}.")
+def _speed_output(run: LessonRun, tokens: int) -> None:
+    table = speed_table(run.values["results"], tokens)
+    st.table(table.style.format("{:.3f}").format("{:.1f}", subset=[c for c in table if "MB" in c])
+             .format("{:.2f}", subset=[c for c in table if "seconds" in c]))
+    st.caption("The tutorial's figures: its own pretrained weights, the whole test split, one thread, a MacBook.")
 
 
-STEPS = [
-    Step("1. Define the model", _architecture, _define),
-    Step("2. Load the data", lambda setup: "Wikitext-2, split into words; each line ends with an end-of-line token.",
-         _data),
-    Step("3. Load the pretrained weights", lambda setup: f"Weights come from {setup.loaded.source}.", _weights),
-    Step("4. Generate text", lambda setup: "Feed a word, sample the next from the predicted distribution, repeat.",
-         _generate),
-    Step("5. Quantize", lambda setup: "Dynamic quantization stores weights as 8-bit integers and quantizes "
-         "activations on the fly; only the layers chosen in the sidebar change.", _quantize),
-    Step("6. Compare size", lambda setup: "The saved state_dict before and after.", _size),
-    Step("7. Compare speed and loss", lambda setup: "Both models score the same test tokens; the tutorial uses one "
-         "thread.", _speed_and_loss),
+# Where the app shows what the tutorial left out: (what, tab, the module that draws the tab).
+BEYOND = [
+    ("The embedding, the biggest part, quantized to 8 or 4 bits (sidebar: Embedding)", "Model", "model_tab"),
+    ("Per-channel scales and float16 weights: size against loss for every preset", "Fidelity", "fidelity_tab"),
+    ("Another engine: ONNX Runtime's float and int8 models beside PyTorch's", "Speed & accuracy", "speed_tab"),
+    ("What one int8 multiply does, step by step", "Inside a multiply", "multiply_tab"),
+    ("Fewer bits: what 8, 4 and 2 bits keep of a weight", "Fewer bits", "bits_tab"),
 ]
 
 
+def _open_tab(name: str) -> None:
+    st.session_state[TAB_KEY] = name
+
+
+def _beyond_output(run: LessonRun) -> None:
+    _output(run)
+    for what, tab, module in BEYOND:
+        if importlib.util.find_spec(f"ui.{module}") is None:
+            continue  # a tab this app does not have
+        text, button = st.columns([3, 1], vertical_alignment="center")
+        text.markdown(what)
+        button.button(f"Open {tab}", key=f"walk_open_{module}", on_click=_open_tab, args=(tab,), width="stretch")
+    st.info(TORCHAO_NOTE)
+
+
+def _card(number: int, setup: Setup) -> None:
+    lesson = LESSONS[number - 1]
+    tokens = DEFAULT_TOKENS
+    code, output = st.columns(2, gap="medium")
+    with code:
+        st.markdown("**The code**")
+        st.code(lesson.code.rstrip(), language="python", wrap_lines=True)
+        if number == 7:
+            tokens = token_slider("Test tokens", len(setup.test_ids), DEFAULT_TOKENS, "walk_tokens",
+                                  help="The first N tokens of the test split; the tutorial used all of them.")
+    with output:
+        st.markdown("**What it printed, run now**")
+        run = lesson_run(number, setup, tokens)
+        if number == 3:
+            _weights_output(run, setup)
+        elif number == 4:
+            st.markdown(charts.paired_html(run.values["words"], None), unsafe_allow_html=True)
+        elif number == 5:
+            st.code(marked_architecture(setup.model, run.values["quantized"]), language="diff", wrap_lines=True)
+            st.caption("Lines marked + are the modules the call replaced.")
+        elif number == 6:
+            table = size_table(run.values["sizes"])
+            st.table(table.style.format("{:.1f} MB"))
+        elif number == 7:
+            _speed_output(run, tokens)
+        elif number == 8:
+            _beyond_output(run)
+        else:
+            _output(run)
+    st.success(f"**What to notice:** {run.notice}")
+
+
+def _ready(number: int, setup: Setup) -> bool:
+    """Whether what lesson ``number`` reads is loaded; otherwise says what is missing."""
+    if number == 2 and setup.corpus is None:
+        st.info(setup.missing)
+        return False
+    if number == 4 and setup.dictionary is None:
+        st.info(setup.missing)
+        return False
+    return number != 7 or need_corpus(setup)
+
+
 def render(setup: Setup) -> None:
-    st.markdown("The steps of PyTorch's dynamic quantization tutorial, one at a time, on the model loaded now.")
-    for index, step in enumerate(STEPS):
-        with st.container(border=True):
-            st.markdown(f"**{step.title}**  \n{step.text(setup)}")
-            if not st.button("Run this step", key=f"walk_{index}") and not st.session_state.get(f"walk_done_{index}"):
-                continue
-            st.session_state[f"walk_done_{index}"] = True
-            step.run(setup)
+    if STEP not in st.session_state:
+        st.session_state[STEP] = step_from(st.query_params.get("step"))
+    number = st.session_state[STEP]
+    st.query_params["step"] = str(number)
+    back, where, forward = st.columns([1, 4, 1], vertical_alignment="center")
+    back.button("← Previous", key="walk_prev", on_click=_move, args=(-1,), disabled=number == 1, width="stretch")
+    forward.button("Next →", key="walk_next", on_click=_move, args=(1,), disabled=number == len(LESSONS),
+                   width="stretch", type="primary")
+    where.markdown(f"#### Step {number} of {len(LESSONS)}: {LESSONS[number - 1].title}")
+    st.progress(number / len(LESSONS))
+    st.caption("`model`, `loaded`, `corpus`, `dictionary` and `seed` are what the sidebar set up (`tokens` is "
+               "step 7's slider); each card's code runs as shown on them.")
+    if _ready(number, setup):
+        _card(number, setup)
