@@ -33,3 +33,38 @@ def test_every_step_shows_its_code_its_output_and_what_to_notice(app_env, number
     assert len(codes) >= 2 or tab.table or tab.markdown  # and an output beside it
     assert len(notices) == 1 and len(notices[0]) > 40
     assert _step(at) == str(number)
+
+
+def test_next_and_previous_move_one_card_and_update_the_address_bar(app_env):
+    at = run_app()
+    assert_clean(at)
+    assert _card(at)[1][0].startswith("#### Step 1 of 8") and _step(at) == "1"
+    assert at.button(key="walk_prev").disabled
+    at.button(key="walk_next").click().run()
+    at.button(key="walk_next").click().run()
+    assert_clean(at)
+    assert _card(at)[1] == [f"#### Step 3 of 8: {LESSONS[2].title}"] and _step(at) == "3"
+    at.button(key="walk_prev").click().run()
+    assert _card(at)[1][0].startswith("#### Step 2 of 8") and _step(at) == "2"
+    # The sidebar's setup stays in the link beside the step.
+    assert at.query_params["preset"] in ("tutorial", ["tutorial"])
+    last = run_app({"step": "8"})
+    assert last.button(key="walk_next").disabled
+    assert _card(last)[1][0].startswith("#### Step 8 of 8")
+
+
+@pytest.mark.parametrize("raw", ["0", "9", "-3", "four", "2.5", ""])
+def test_a_step_out_of_range_or_not_a_number_opens_step_1(app_env, raw):
+    at = run_app({"step": raw, "seed": "3"})
+    assert_clean(at)
+    assert _card(at)[1][0].startswith("#### Step 1 of 8") and _step(at) == "1"
+    assert at.sidebar.number_input(key="seed").value == 3  # the rest of the link still applies
+
+
+def test_the_last_card_opens_the_tabs_that_show_what_the_tutorial_left_out(app_env):
+    at = run_app({"step": "8"})
+    assert_clean(at)
+    at.button(key="walk_open_fidelity_tab").click().run()
+    assert_clean(at)
+    assert at.session_state["tab"] == "Fidelity"
+    assert any("torchao" in i.value and "tok/s" in i.value for i in at.tabs[WALK].info)

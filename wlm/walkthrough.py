@@ -108,8 +108,8 @@ for what, value in facts.items():
 def _weights_notice(v: dict) -> str:
     loss = v["facts"]["test loss (float)"]
     if not isinstance(loss, (int, float)):
-        return ("These weights carry no card, so nothing says how they were trained or how well they score: "
-                "lesson 7 measures their loss.")
+        what = "Their card records no test loss" if v["card"] else "These weights carry no card"
+        return f"{what}, so nothing here says how well they score: lesson 7 measures their loss."
     tutorial = TUTORIAL["loss"][0]
     better = "lower than" if loss < tutorial else "higher than" if loss > tutorial else "the same as"
     return (f"Test loss {loss:.3f} on the whole test split is {better} the tutorial weights' {tutorial:.3f}: "
