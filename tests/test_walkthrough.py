@@ -111,8 +111,9 @@ def test_size_and_speed_are_the_bytes_and_losses_wlm_measures(names):
     assert results["quantized"]["loss"] == evaluate(quantized, test).loss
     assert results["quantized"]["size_mb"] == state_dict_bytes(quantized) / 1e6
     shown = speed_table(results, 60)
-    assert list(shown["tutorial size (MB)"]) == list(TUTORIAL["size_mb"])
-    assert shown.loc["quantized", "loss, 60 tokens"] == results["quantized"]["loss"]
+    assert list(shown.loc["size (MB)", ["float, tutorial", "quantized, tutorial"]]) == list(TUTORIAL["size_mb"])
+    assert shown.loc["loss (60 tokens here)", "quantized, here"] == results["quantized"]["loss"]
+    assert shown.loc["seconds (60 tokens here)", "float, here"] == results["float"]["seconds"]
     assert "On 60 tokens" in seven.notice and f"{results['quantized']['loss'] - results['float']['loss']:+.3f}" \
         in seven.notice
 

@@ -67,7 +67,7 @@ def lesson_run(number: int, setup: Setup, tokens: int = DEFAULT_TOKENS) -> Lesso
 # --- the cards ----------------------------------------------------------------------------------------------------
 
 def _output(run: LessonRun) -> None:
-    st.code(run.output.rstrip(), language="text", wrap_lines=True)
+    st.code(run.output.rstrip(), language="text")
 
 
 def _weights_output(run: LessonRun, setup: Setup) -> None:
@@ -80,9 +80,12 @@ def _weights_output(run: LessonRun, setup: Setup) -> None:
 
 def _speed_output(run: LessonRun, tokens: int) -> None:
     table = speed_table(run.values["results"], tokens)
-    st.table(table.style.format("{:.3f}").format("{:.1f}", subset=[c for c in table if "MB" in c])
-             .format("{:.2f}", subset=[c for c in table if "seconds" in c]))
-    st.caption("The tutorial's figures: its own pretrained weights, the whole test split, one thread, a MacBook.")
+    shown = table.astype(object)
+    for measure, form in zip(table.index, ("{:.1f}", "{:.3f}", "{:.2f}")):  # MB, loss, seconds
+        shown.loc[measure] = [form.format(x) for x in table.loc[measure]]
+    st.table(shown)
+    st.caption("Here: the first tokens of the test split on this machine. The tutorial: its own pretrained weights, "
+               "the whole test split, one thread, a MacBook.")
 
 
 # Where the app shows what the tutorial left out: (what, tab, the module that draws the tab).
@@ -99,47 +102,46 @@ def _open_tab(name: str) -> None:
     st.session_state[TAB_KEY] = name
 
 
-def _beyond_output(run: LessonRun) -> None:
-    _output(run)
+def _beyond_links() -> None:
     for what, tab, module in BEYOND:
         if importlib.util.find_spec(f"ui.{module}") is None:
             continue  # a tab this app does not have
         text, button = st.columns([3, 1], vertical_alignment="center")
         text.markdown(what)
-        button.button(f"Open {tab}", key=f"walk_open_{module}", on_click=_open_tab, args=(tab,), width="stretch")
+        button.button(f"Open {tab} →", key=f"walk_open_{module}", on_click=_open_tab, args=(tab,), width="stretch")
     st.info(TORCHAO_NOTE)
 
 
 def _card(number: int, setup: Setup) -> None:
+    # Code above its output, each the full width: side by side, a projector would wrap every line of both.
     lesson = LESSONS[number - 1]
     tokens = DEFAULT_TOKENS
-    code, output = st.columns(2, gap="medium")
-    with code:
-        st.markdown("**The code**")
-        st.code(lesson.code.rstrip(), language="python", wrap_lines=True)
-        if number == 7:
-            tokens = token_slider("Test tokens", len(setup.test_ids), DEFAULT_TOKENS, "walk_tokens",
-                                  help="The first N tokens of the test split; the tutorial used all of them.")
-    with output:
-        st.markdown("**What it printed, run now**")
-        run = lesson_run(number, setup, tokens)
-        if number == 3:
-            _weights_output(run, setup)
-        elif number == 4:
-            st.markdown(charts.paired_html(run.values["words"], None), unsafe_allow_html=True)
-        elif number == 5:
-            st.code(marked_architecture(setup.model, run.values["quantized"]), language="diff", wrap_lines=True)
-            st.caption("Lines marked + are the modules the call replaced.")
-        elif number == 6:
-            table = size_table(run.values["sizes"])
-            st.table(table.style.format("{:.1f} MB"))
-        elif number == 7:
-            _speed_output(run, tokens)
-        elif number == 8:
-            _beyond_output(run)
-        else:
-            _output(run)
+    st.markdown("**The code**")
+    st.code(lesson.code.rstrip(), language="python")
+    st.caption("`model`, `loaded`, `corpus`, `dictionary` and `seed` are what the sidebar set up"
+               + (", `quantized` what step 5 made" if lesson.needs else "")
+               + (", `tokens` the slider below" if number == 7 else "") + ".")
+    if number == 7:
+        tokens = token_slider("Test tokens", len(setup.test_ids), DEFAULT_TOKENS, "walk_tokens",
+                              help="The first N tokens of the test split; the tutorial used all of them.")
+    st.markdown("**What it printed, run now**")
+    run = lesson_run(number, setup, tokens)
+    if number == 3:
+        _weights_output(run, setup)
+    elif number == 4:
+        st.markdown(charts.paired_html(run.values["words"], None), unsafe_allow_html=True)
+    elif number == 5:
+        st.code(marked_architecture(setup.model, run.values["quantized"]), language="diff")
+        st.caption("Lines marked + are the modules the call replaced.")
+    elif number == 6:
+        st.table(size_table(run.values["sizes"]).style.format("{:.1f} MB"))
+    elif number == 7:
+        _speed_output(run, tokens)
+    else:
+        _output(run)
     st.success(f"**What to notice:** {run.notice}")
+    if number == 8:
+        _beyond_links()
 
 
 def _ready(number: int, setup: Setup) -> bool:
@@ -164,7 +166,5 @@ def render(setup: Setup) -> None:
                    width="stretch", type="primary")
     where.markdown(f"#### Step {number} of {len(LESSONS)}: {LESSONS[number - 1].title}")
     st.progress(number / len(LESSONS))
-    st.caption("`model`, `loaded`, `corpus`, `dictionary` and `seed` are what the sidebar set up (`tokens` is "
-               "step 7's slider); each card's code runs as shown on them.")
     if _ready(number, setup):
         _card(number, setup)

@@ -19,6 +19,14 @@ from .generate import Agreement
 from .model import PART_NAMES
 
 MODEL_COLORS = alt.Scale(domain=["float", "quantized"], range=["#4c78a8", "#f58518"])
+BAR_PX = 56  # per bar of a horizontal bar chart: a bar and its gap, with a 14 px label beside it
+MIN_HEIGHT = 180  # no chart is shorter (a projector at 1280x720 still shows its axes and labels)
+
+
+def readable(chart) -> alt.TopLevelMixin:
+    """Labels a class can read from the back of a room: 14 px axis labels, long names not cut short."""
+    return chart.configure_axis(labelFontSize=14, titleFontSize=15, labelLimit=260).configure_legend(
+        labelFontSize=14, titleFontSize=14, labelLimit=260).configure_title(fontSize=16)
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,8 @@ def size_chart(sizes: pd.DataFrame) -> Figure:
                  alt.Tooltip("share:Q", format=".0%", title="share of model")],
     ).transform_calculate(
         part_index=f"indexof({list(PART_NAMES)!r}, datum.part)"
-    ).properties(height=140)
-    return Figure(chart, size_takeaway(sizes))
+    ).properties(height=MIN_HEIGHT)
+    return Figure(readable(chart), size_takeaway(sizes))
 
 
 # --- Speed & accuracy -------------------------------------------------------------------------
@@ -81,7 +89,7 @@ def _variant_bars(table: pd.DataFrame, field: str, title: str, tooltip: list) ->
         y=alt.Y("variant:N", sort=list(table["variant"]), title=None),
         color=alt.condition(alt.datum.variant == "fp32", alt.value("#4c78a8"), alt.value("#f58518")),
         tooltip=["variant", *tooltip],
-    ).properties(height=40 + 28 * len(table))
+    ).properties(height=max(MIN_HEIGHT, BAR_PX * len(table)))
 
 
 def variants_size_chart(table: pd.DataFrame) -> Figure:
@@ -96,7 +104,7 @@ def variants_size_chart(table: pd.DataFrame) -> Figure:
     else:
         text = (f"Smallest: {smallest['variant']} at {format_mb(smallest['size_mb'])}, "
                 f"{_pct(1 - smallest['size_mb'] / base)} less than float's {format_mb(base)}.")
-    return Figure(chart, text)
+    return Figure(readable(chart), text)
 
 
 def throughput_chart(table: pd.DataFrame) -> Figure:
@@ -110,13 +118,13 @@ def throughput_chart(table: pd.DataFrame) -> Figure:
     else:
         text = (f"Fastest: {fastest['variant']} at {fastest['tokens_per_s']:,.0f} tok/s, "
                 f"{fastest['speedup']:.2f}× float.")
-    return Figure(chart, text)
+    return Figure(readable(chart), text)
 
 
 def thread_chart(sweep: pd.DataFrame) -> Figure:
     """Lines of tokens/s against thread count, one per variant (from ``benchmark.thread_sweep``)."""
     chart = alt.Chart(sweep).mark_line(point=True).encode(
-        x=alt.X("threads:O", title="threads"),
+        x=alt.X("threads:O", title="threads", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("tokens_per_s:Q", title="tokens per second"),
         color=alt.Color("variant:N"),
         tooltip=["variant", "threads", alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s")],
@@ -131,7 +139,7 @@ def thread_chart(sweep: pd.DataFrame) -> Figure:
         else:
             parts.append(f"{variant} peaks at {int(row.threads)} threads ({row.tokens_per_s:,.0f} tok/s, "
                          f"×{row.tokens_per_s / base[variant]:.2f} over {fewest})")
-    return Figure(chart, "; ".join(parts) + ".")
+    return Figure(readable(chart), "; ".join(parts) + ".")
 
 
 # --- Fidelity ---------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ def next_word_chart(table: pd.DataFrame) -> Figure:
     else:
         text = (f"The models disagree: float picks {top['float']['word']!r} ({_prob(top['float']['prob'])}), "
                 f"quantized picks {top['quantized']['word']!r} ({_prob(top['quantized']['prob'])}).")
-    return Figure(chart, text)
+    return Figure(readable(chart), text)
 
 
 def kl_chart(result: FidelityResult) -> Figure:
@@ -169,7 +177,7 @@ def kl_chart(result: FidelityResult) -> Figure:
     agree = round(result.top1_agreement * result.tokens)
     text = (f"Top-1 agreement {result.top1_agreement:.1%} ({agree:,} of {result.tokens:,} tokens); median KL "
             f"{result.kl_median:.2g} nats, worst {result.kl_max:.2g}; loss changes by {result.delta_loss:+.4f}.")
-    return Figure(chart, text)
+    return Figure(readable(chart), text)
 
 
 def sqnr_chart(sqnr: pd.DataFrame) -> Figure:
@@ -184,6 +192,7 @@ def sqnr_chart(sqnr: pd.DataFrame) -> Figure:
         tooltip=["part", "weight", "gate", alt.Tooltip("sqnr_db:Q", format=".1f", title="dB")],
     ).properties(height=260)
     whole = data[data["gate"] == "all"]
+    chart = readable(chart)
     if whole.empty:
         return Figure(chart, "No quantized weights to measure.")
     worst = data.loc[data["sqnr_db"].idxmin()]
@@ -207,7 +216,7 @@ def histogram_chart(hist: WeightHistogram, max_levels: int = 300) -> Figure:
         rules = alt.Chart(levels).mark_rule(color="#e45756", opacity=0.35).encode(
             x="level:Q", tooltip=[alt.Tooltip("level:Q", format=".5f")])
         layers.append(rules)
-    chart = alt.layer(*layers).properties(height=240)
+    chart = readable(alt.layer(*layers).properties(height=240))
     max_err = float(np.abs(hist.errors).max()) if len(hist.errors) else 0.0
     if hist.scale:
         text = (f"Grid step {hist.scale:.2g}: the weights use {len(grid)} of 256 int8 levels"
@@ -219,20 +228,23 @@ def histogram_chart(hist: WeightHistogram, max_levels: int = 300) -> Figure:
 
 
 def tradeoff_chart(table: pd.DataFrame) -> Figure:
-    """Size (x) against Δloss (y), point size = tokens/s, one point per variant (``benchmark.with_delta_loss``)."""
-    base = alt.Chart(table).encode(
+    """Size (x) against Δloss (y), point size = tokens/s, one point per variant (``benchmark.with_delta_loss``).
+
+    Variants are told apart by colour and shape in a legend: text beside the points collides wherever two
+    variants land close together (the tutorial's and per-channel differ by half a megabyte)."""
+    order = list(table["variant"])
+    # Hollow shapes: where two variants land on one spot, both outlines still show.
+    points = alt.Chart(table).mark_point(filled=False, strokeWidth=2.5, opacity=0.9).encode(
         x=alt.X("size_mb:Q", title="size (MB)", scale=alt.Scale(zero=True)),
         y=alt.Y("delta_loss:Q", title="Δ loss vs float (lower is better)"),
-    )
-    points = base.mark_circle(opacity=0.8).encode(
-        size=alt.Size("tokens_per_s:Q", title="tokens/s"),
-        color=alt.Color("variant:N", legend=None),
+        size=alt.Size("tokens_per_s:Q", title="tokens/s", scale=alt.Scale(range=[80, 600])),
+        color=alt.Color("variant:N", sort=order, title="variant"),
+        shape=alt.Shape("variant:N", sort=order, title="variant"),
         tooltip=["variant", alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
                  alt.Tooltip("delta_loss:Q", format="+.4f", title="Δ loss"),
                  alt.Tooltip("tokens_per_s:Q", format=",.0f", title="tok/s")],
     )
-    labels = base.mark_text(align="left", dx=8, dy=-6).encode(text="variant:N")
-    chart = (points + labels).properties(height=300)
+    chart = readable(points.properties(height=320))
     return Figure(chart, tradeoff_takeaway(table))
 
 
@@ -366,4 +378,4 @@ def same_pick_chart(agreement: Agreement) -> Figure:
         rule = alt.Chart(pd.DataFrame({"word": [agreement.first_difference + 1]})).mark_rule(
             color="#f58518", strokeDash=[4, 3]).encode(x="word:Q")
         layers.insert(0, rule)
-    return Figure(alt.layer(*layers).properties(height=200), same_pick_takeaway(agreement))
+    return Figure(readable(alt.layer(*layers).properties(height=MIN_HEIGHT + 20)), same_pick_takeaway(agreement))

@@ -53,9 +53,12 @@ def _mb(x: float) -> str:
 # --- 1. define the model ----------------------------------------------------------------------
 
 DEFINE = '''\
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
 print(model)
-weights = {name: sum(p.numel() for p in part.parameters())
-           for name, part in [("encoder", model.encoder), ("rnn", model.rnn), ("decoder", model.decoder)]}
+weights = {name: count(getattr(model, name))
+           for name in ("encoder", "rnn", "decoder")}
 print(weights, f"total {sum(weights.values()):,}")
 '''
 
@@ -71,14 +74,16 @@ def _define_notice(v: dict) -> str:
 # --- 2. load the data -------------------------------------------------------------------------
 
 DATA = '''\
-print(f"{len(corpus.dictionary):,} words in the vocabulary")
+vocab = corpus.dictionary
+print(f"{len(vocab):,} words in the vocabulary")
 for split in ("train", "valid", "test"):
     print(f"{split}: {len(getattr(corpus, split)):,} tokens")
-eos = corpus.dictionary.word2idx["<eos>"]
+eos = vocab.word2idx["<eos>"]
 ids = corpus.test[:200].tolist()
-start = next(i for i, t in enumerate(ids) if t != eos)  # the first line with words
+# the first line that has words, as words and as ids
+start = next(i for i, t in enumerate(ids) if t != eos)
 line = ids[start:ids.index(eos, start) + 1]
-print([corpus.dictionary.idx2word[i] for i in line])
+print([vocab.idx2word[i] for i in line])
 print(line)
 '''
 
@@ -92,13 +97,16 @@ def _data_notice(v: dict) -> str:
 # --- 3. load the pretrained weights -----------------------------------------------------------
 
 WEIGHTS = '''\
-card = loaded.card  # card.json beside the weights; a bare .pth brings none
+card = loaded.card  # card.json; a bare .pth has none
 recipe = card.get("recipe", {})
+keys = ("optimizer", "lr", "epochs",
+        "batch_size", "bptt", "dropout")
 facts = {
     "weights": loaded.source,
-    "recipe": ", ".join(f"{k} {recipe[k]}" for k in ("optimizer", "lr", "epochs", "batch_size", "bptt", "dropout")
+    "recipe": ", ".join(f"{k} {recipe[k]}" for k in keys
                         if k in recipe) or "not recorded",
-    "test loss (float)": card.get("test_loss_fp32", "not recorded"),
+    "test loss (float)":
+        card.get("test_loss_fp32", "not recorded"),
 }
 for what, value in facts.items():
     print(f"{what}: {value}")
@@ -121,7 +129,8 @@ def _weights_notice(v: dict) -> str:
 GENERATE = '''\
 from wlm.generate import generate
 
-words = list(generate(model, dictionary, words=30, temperature=1.0, seed=seed))
+words = list(generate(model, dictionary, words=30,
+                      temperature=1.0, seed=seed))
 print(" ".join(words))
 '''
 
@@ -140,7 +149,8 @@ QUANTIZE = '''\
 import torch
 from torch import nn
 
-quantized = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+quantized = torch.ao.quantization.quantize_dynamic(
+    model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 print(quantized)
 '''
 
@@ -182,10 +192,11 @@ def megabytes(module):
     torch.save(module.state_dict(), buffer)
     return buffer.tell() / 1e6
 
-sizes = {name: {part: megabytes(getattr(m, part)) for part in ("encoder", "rnn", "decoder")}
-         for name, m in (("float", model), ("quantized", quantized))}
-for name, parts in sizes.items():
-    print(f"{name:9} {sum(parts.values()):6.1f} MB ", {part: round(mb, 1) for part, mb in parts.items()})
+sizes = {}
+for name, m in (("float", model), ("quantized", quantized)):
+    sizes[name] = {part: megabytes(getattr(m, part))
+                   for part in ("encoder", "rnn", "decoder")}
+    print(name, {p: round(mb, 1) for p, mb in sizes[name].items()})
 '''
 
 
@@ -216,9 +227,10 @@ torch.set_num_threads(1)  # as the tutorial
 test = corpus.test[:tokens]
 results = {}
 for name, m in (("float", model), ("quantized", quantized)):
-    r = evaluate(m, test)  # batch 1, 25 words at a time, hidden state carried
-    results[name] = {"size_mb": state_dict_bytes(m) / 1e6, "loss": r.loss, "seconds": r.seconds}
-    print(f"{name:9} {results[name]['size_mb']:6.1f} MB  loss {r.loss:.3f}  {r.seconds:.2f} s")
+    r = evaluate(m, test)  # batch 1, bptt 25
+    results[name] = {"size_mb": state_dict_bytes(m) / 1e6,
+                     "loss": r.loss, "seconds": r.seconds}
+    print(name, results[name])
 '''
 
 
@@ -231,15 +243,15 @@ def _speed_notice(v: dict) -> str:
 
 
 def speed_table(results: dict[str, dict[str, float]], tokens: int) -> pd.DataFrame:
-    """Lesson 7's results beside the tutorial's: one row per model, ours then the tutorial's figures."""
-    rows = []
+    """Lesson 7's results beside the tutorial's: a row per measure (size, loss, seconds), a column per model,
+    ours on ``tokens`` test tokens then the tutorial's on its whole test split."""
+    columns = {}
+    for name in ("float", "quantized"):
+        columns[f"{name}, here"] = [results[name][k] for k in TUTORIAL]
     for i, name in enumerate(("float", "quantized")):
-        ours = results[name]
-        rows.append({"model": name, "size (MB)": ours["size_mb"], "tutorial size (MB)": TUTORIAL["size_mb"][i],
-                     f"loss, {tokens:,} tokens": ours["loss"], "tutorial loss (full test)": TUTORIAL["loss"][i],
-                     f"seconds, {tokens:,} tokens": ours["seconds"],
-                     "tutorial seconds (full test)": TUTORIAL["seconds"][i]})
-    return pd.DataFrame(rows).set_index("model")
+        columns[f"{name}, tutorial"] = [TUTORIAL[k][i] for k in TUTORIAL]
+    measures = ["size (MB)", f"loss ({tokens:,} tokens here)", f"seconds ({tokens:,} tokens here)"]
+    return pd.DataFrame(columns, index=pd.Index(measures, name="measure"))
 
 
 # --- 8. what the tutorial did not show --------------------------------------------------------
@@ -248,10 +260,12 @@ BEYOND = '''\
 from wlm.quantize import PRESETS, quantize
 from wlm.sizes import state_dict_bytes
 
-beyond = {name: state_dict_bytes(quantize(model, PRESETS[name])) / 1e6
-          for name in ("tutorial", "int8+emb8", "per-channel", "float16")}
-for name, mb in beyond.items():
-    print(f"{name:12} {mb:6.1f} MB")
+beyond = {}
+for name in ("tutorial", "int8+emb8",
+             "per-channel", "float16"):
+    variant = quantize(model, PRESETS[name])
+    beyond[name] = state_dict_bytes(variant) / 1e6
+    print(f"{name:12} {beyond[name]:6.1f} MB")
 '''
 
 

@@ -1,0 +1,95 @@
+"""Every tab on a projector-sized window (1280x720) in a real browser: the buttons that draw charts are pressed, each
+tab and each Walkthrough card is saved to artifacts/browser/, and no chart is squashed below 150 px.
+
+Needs Debian's `chromium` and the `playwright` package, like test_browser.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_browser import ERRORS, SHOTS, TIMEOUT_MS, _need_browser, served_app, sync_playwright  # noqa: F401
+
+from served import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+
+VIEWPORT = {"width": 1280, "height": 720}
+MIN_CHART_PX = 150
+# The buttons each tab needs pressed before its charts are drawn.
+BUTTONS = {"Model": [], "Generate": ["Generate"], "Speed & accuracy": ["Run evaluation", "Sweep threads"],
+           "Fidelity": ["Compare outputs", "Measure weight error", "Measure all presets"], "Walkthrough": []}
+VISIBLE_CHARTS = ("() => [...document.querySelectorAll(\"[data-testid='stVegaLiteChart']\")]"
+                  ".filter(e => e.offsetParent !== null)")
+
+
+def _settle(page) -> None:
+    """Wait until the app has stopped running and every visible chart is drawn."""
+    page.wait_for_timeout(500)  # a click's rerun starts
+    page.wait_for_function("() => document.querySelector(\"[data-testid='stApp']\").dataset.testScriptState"
+                           " === 'notRunning' && !document.querySelector(\"[data-testid='stSkeleton']\")")
+    page.wait_for_function(f"() => ({VISIBLE_CHARTS})().every(e => e.querySelector('canvas, svg'))")
+    page.wait_for_timeout(300)  # charts finish their layout
+
+
+def _shoot(page, path: Path, pages: int = 4) -> None:
+    """Screenshots of what a 1280x720 window shows, scrolled down a screen at a time (the app scrolls inside
+    its main area, so a full-page capture would show only the first screen): path-1.png, path-2.png, …"""
+    main = page.locator("[data-testid='stMain']")
+    height = main.evaluate("e => e.scrollHeight")
+    for i in range(min(pages, 1 + int(height // 620))):
+        main.evaluate(f"e => e.scrollTo(0, {620 * i})")
+        page.wait_for_timeout(150)
+        page.screenshot(path=str(path.with_name(f"{path.name}-{i + 1}.png")))
+    main.evaluate("e => e.scrollTo(0, 0)")
+
+
+def _chart_heights(page) -> list[float]:
+    return page.evaluate(f"() => ({VISIBLE_CHARTS})().map(e => e.getBoundingClientRect().height)")
+
+
+def tour(url: str, shots: Path, tabs: dict[str, list[str]] = BUTTONS) -> dict[str, list[float]]:
+    """Open every tab of the app at ``url`` at 1280x720, press its buttons and save screenshots
+    (``shots``/tab-<name>-<screen>.png, and walkthrough-<step>-<screen>.png per card).
+
+    Returns the heights of the charts each tab shows."""
+    shots.mkdir(parents=True, exist_ok=True)
+    heights: dict[str, list[float]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS * 2)
+            page.goto(url)
+            page.get_by_role("tab").first.wait_for()
+            for name, buttons in tabs.items():
+                page.get_by_role("tab", name=name, exact=True).click()
+                _settle(page)
+                for label in buttons:  # hidden tabs' buttons are not in the accessibility tree
+                    page.get_by_role("button", name=label, exact=True).click()
+                    _settle(page)
+                assert page.locator(ERRORS).count() == 0, (name, page.locator(ERRORS).first.inner_text())
+                heights[name] = _chart_heights(page)
+                slug = name.lower().replace(" & ", "-").replace(" ", "-")
+                _shoot(page, shots / f"tab-{slug}", pages=8)
+                if name == "Walkthrough":
+                    for step in range(1, 9):
+                        page.get_by_text(f"Step {step} of 8").wait_for()
+                        _settle(page)
+                        assert page.locator(ERRORS).count() == 0, (step, page.locator(ERRORS).first.inner_text())
+                        _shoot(page, shots / f"walkthrough-{step}")
+                        if step < 8:
+                            page.get_by_role("button", name="Next →").click()
+        finally:
+            browser.close()
+    return heights
+
+
+def test_every_tab_reads_on_a_projector(served_app):  # noqa: F811
+    _need_browser()
+    heights = tour(served_app, SHOTS)
+    assert set(heights) == set(BUTTONS)
+    # Size per part; next word; size, throughput, threads; KL, SQNR, histogram, trade-off.
+    assert len(heights["Model"]) >= 1 and len(heights["Speed & accuracy"]) >= 3 and len(heights["Fidelity"]) >= 4
+    squashed = {tab: [round(h) for h in hs if h < MIN_CHART_PX] for tab, hs in heights.items()}
+    assert not any(squashed.values()), squashed
