@@ -15,7 +15,7 @@ from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architectur
 
 from .cached import timing_lock
 from .setup import Setup
-from .widgets import TAB_KEY, need_corpus, token_slider
+from .widgets import TAB_KEY, need_corpus
 
 STEP = "walk_step"  # session state and, as 'step', the query parameter
 DEFAULT_TOKENS = 1000  # float and quantized take about 2 s on it here
@@ -67,7 +67,7 @@ def lesson_run(number: int, setup: Setup, tokens: int = DEFAULT_TOKENS) -> Lesso
 # --- the cards ----------------------------------------------------------------------------------------------------
 
 def _output(run: LessonRun) -> None:
-    st.code(run.output.rstrip(), language="text")
+    st.code(run.output.rstrip(), language="text", wrap_lines=True)
 
 
 def _weights_output(run: LessonRun, setup: Setup) -> None:
@@ -112,6 +112,16 @@ def _beyond_links() -> None:
     st.info(TORCHAO_NOTE)
 
 
+def _tokens(total: int) -> int:
+    """How many test tokens step 7 evaluates: a few round sizes, up to the whole split (the tutorial's choice)."""
+    sizes = [n for n in (500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if n < total] + [total]
+    if len(sizes) == 1:
+        return total
+    default = DEFAULT_TOKENS if DEFAULT_TOKENS in sizes else sizes[0]
+    return st.select_slider("Test tokens (the first of the test split; the last choice is all of it, as the "
+                            "tutorial)", sizes, default, format_func=lambda n: f"{n:,}", key="walk_tokens")
+
+
 def _card(number: int, setup: Setup) -> None:
     # Code above its output, each the full width: side by side, a projector would wrap every line of both.
     lesson = LESSONS[number - 1]
@@ -122,8 +132,7 @@ def _card(number: int, setup: Setup) -> None:
                + (", `quantized` what step 5 made" if lesson.needs else "")
                + (", `tokens` the slider below" if number == 7 else "") + ".")
     if number == 7:
-        tokens = token_slider("Test tokens", len(setup.test_ids), DEFAULT_TOKENS, "walk_tokens",
-                              help="The first N tokens of the test split; the tutorial used all of them.")
+        tokens = _tokens(len(setup.test_ids))
     st.markdown("**What it printed, run now**")
     run = lesson_run(number, setup, tokens)
     if number == 3:
@@ -131,7 +140,7 @@ def _card(number: int, setup: Setup) -> None:
     elif number == 4:
         st.markdown(charts.paired_html(run.values["words"], None), unsafe_allow_html=True)
     elif number == 5:
-        st.code(marked_architecture(setup.model, run.values["quantized"]), language="diff")
+        st.code(marked_architecture(setup.model, run.values["quantized"]), language="diff", wrap_lines=True)
         st.caption("Lines marked + are the modules the call replaced.")
     elif number == 6:
         st.table(size_table(run.values["sizes"]).style.format("{:.1f} MB"))

@@ -238,7 +238,7 @@ def tradeoff_chart(table: pd.DataFrame) -> Figure:
         x=alt.X("size_mb:Q", title="size (MB)", scale=alt.Scale(zero=True)),
         y=alt.Y("delta_loss:Q", title="Δ loss vs float (lower is better)"),
         size=alt.Size("tokens_per_s:Q", title="tokens/s", scale=alt.Scale(range=[80, 600])),
-        color=alt.Color("variant:N", sort=order, title="variant"),
+        color=alt.Color("variant:N", sort=order, title="variant", scale=alt.Scale(scheme="dark2")),
         shape=alt.Shape("variant:N", sort=order, title="variant"),
         tooltip=["variant", alt.Tooltip("size_mb:Q", format=".2f", title="MB"),
                  alt.Tooltip("delta_loss:Q", format="+.4f", title="Δ loss"),
