@@ -183,9 +183,12 @@ def kl_chart(result: FidelityResult) -> Figure:
 def sqnr_chart(sqnr: pd.DataFrame) -> Figure:
     """SQNR (dB) per weight, LSTM weights split per gate, from ``fidelity.weight_sqnr``."""
     data = sqnr[np.isfinite(sqnr["sqnr_db"])].copy()
-    data["what"] = np.where(data["part"] == "lstm", data["weight"], data["part"])
+    # 'l0 ih' rather than 'weight_ih_l0': eleven names that fit level under their bars, none hidden for overlap.
+    short = data["weight"].str.replace(r"^weight_(\w+)_(l\d+)$", r"\2 \1", regex=True)
+    data["what"] = np.where(data["part"] == "lstm", short, data["part"])
     chart = alt.Chart(data).mark_bar().encode(
-        x=alt.X("what:N", sort=list(dict.fromkeys(data["what"])), title=None, axis=alt.Axis(labelAngle=-40)),
+        x=alt.X("what:N", sort=list(dict.fromkeys(data["what"])), title="LSTM layer and weight (ih: input, hh: "
+                "hidden), decoder", axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("gate:N", sort=["all", "i", "f", "g", "o"]),
         y=alt.Y("sqnr_db:Q", title="SQNR (dB, higher is better)"),
         color=alt.Color("gate:N", sort=["all", "i", "f", "g", "o"]),
