@@ -21,7 +21,6 @@ import wlm  # noqa: F401  (quantization warning filters)
 from ui import fidelity_tab, generate_tab, model_tab, speed_tab, walkthrough_tab
 from ui.cached import use_one_thread
 from ui.setup import Setup, corpus_panel, init_from_query_params, resolve_setup, sidebar, with_corpus
-from ui.widgets import TAB_KEY
 from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
@@ -45,7 +44,7 @@ def main() -> None:
     if setup is None:
         corpus_panel()  # the sidebar still says where the corpus is, or how to get it
         return
-    tabs = dict(zip(TABS, st.tabs(list(TABS), key=TAB_KEY, bind="query-params")))  # ?tab=Fidelity opens it
+    tabs = dict(zip(TABS, st.tabs(list(TABS))))
     draw(tabs["Model"], model_tab, setup)
     setup = with_corpus(setup)  # the Model tab needs no corpus, so it is drawn before one is read
     for title, module in list(TABS.items())[1:]:

@@ -72,10 +72,14 @@ def test_a_step_out_of_range_or_not_a_number_opens_step_1(app_env, raw):
     assert at.sidebar.number_input(key="seed").value == 3  # the rest of the link still applies
 
 
-def test_the_last_card_opens_the_tabs_that_show_what_the_tutorial_left_out(app_env):
+def test_the_last_card_names_the_tabs_that_go_further_and_the_torchao_note(app_env):
     at = run_app({"step": "8"})
     assert_clean(at)
-    at.button(key="walk_open_fidelity_tab").click().run()
-    assert_clean(at)
-    assert at.session_state["tab"] == "Fidelity"
-    assert any("torchao" in i.value and "tok/s" in i.value for i in at.tabs[WALK].info)
+    tab = at.tabs[WALK]
+    further = next(m.value for m in tab.markdown if m.value.startswith("Go further"))
+    for name in ("Model", "Fidelity", "Speed & accuracy"):
+        assert f"**{name}** tab" in further
+    assert [t.label for t in at.tabs if f"**{t.label}** tab" in further]  # only tabs the app has are named
+    assert all(f"**{name}** tab" not in further for name in ("Inside a multiply", "Fewer bits")
+               if name not in [t.label for t in at.tabs])
+    assert any("torchao" in i.value and "247 tok/s" in i.value for i in tab.info)

@@ -18,7 +18,7 @@ from .cached import CPUS, load_corpus, load_source, quantized_variant
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
-KEPT_PARAMS = ("step",)  # the Walkthrough's step (the open tab's parameter belongs to the tabs, which keep it)
+KEPT_PARAMS = ("step",)  # the Walkthrough's card, set by that tab
 DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
             "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
 

@@ -15,7 +15,7 @@ from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architectur
 
 from .cached import timing_lock
 from .setup import Setup
-from .widgets import TAB_KEY, need_corpus
+from .widgets import need_corpus
 
 STEP = "walk_step"  # session state and, as 'step', the query parameter
 DEFAULT_TOKENS = 1000  # float and quantized take about 2 s on it here
@@ -98,17 +98,12 @@ BEYOND = [
 ]
 
 
-def _open_tab(name: str) -> None:
-    st.session_state[TAB_KEY] = name
-
-
 def _beyond_links() -> None:
-    for what, tab, module in BEYOND:
-        if importlib.util.find_spec(f"ui.{module}") is None:
-            continue  # a tab this app does not have
-        text, button = st.columns([3, 1], vertical_alignment="center")
-        text.markdown(what)
-        button.button(f"Open {tab} →", key=f"walk_open_{module}", on_click=_open_tab, args=(tab,), width="stretch")
+    # Named, not switched to: Streamlit can select a tab from code only if every tab switch reruns the whole
+    # script, which would cut short a generation or an evaluation still running in another tab.
+    lines = [f"- **{tab}** tab: {what}" for what, tab, module in BEYOND
+             if importlib.util.find_spec(f"ui.{module}") is not None]  # only tabs this app has
+    st.markdown("Go further, in the tabs above:\n" + "\n".join(lines))
     st.info(TORCHAO_NOTE)
 
 

@@ -10,8 +10,6 @@ from wlm import charts
 if TYPE_CHECKING:
     from .setup import Setup
 
-TAB_KEY = "tab"  # the open tab: its session state key, and its query parameter
-
 
 def show(figure: charts.Figure) -> None:
     st.altair_chart(figure.chart, width="stretch")

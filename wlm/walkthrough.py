@@ -273,8 +273,8 @@ def _beyond_notice(v: dict) -> str:
     b = v["beyond"]
     return (f"Quantizing the embedding too takes the tutorial's {_mb(b['tutorial'])} down to {_mb(b['int8+emb8'])}; "
             f"per-channel scales cost {_mb(b['per-channel'] - b['tutorial'])} more, and float16 weights save "
-            f"nothing on disk here ({_mb(b['float16'])}); the buttons below open the tabs that show what each does to "
-            "loss and speed.")
+            f"nothing on disk here ({_mb(b['float16'])}); the tabs named below show what each does to loss "
+            "and speed.")
 
 
 LESSONS = [
