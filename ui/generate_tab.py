@@ -51,7 +51,7 @@ def render(setup: Setup) -> None:
     float_box, quant_box = left.empty(), right.empty()
     if pressed:
         # Both models write at once (a thread each) and the page shows their words as they come;
-        # the finished pair is then shown with its divergence.
+        # the finished pair is then shown with where it parts and how likely a shared pick was.
         kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
         boxes = {"float": float_box, "quantized": quant_box}
         texts: dict[str, list[str]] = {name: [] for name in boxes}
