@@ -387,4 +387,4 @@ def same_pick_chart(agreement: Agreement, temperature: float = 1.0) -> Figure:
         rule = alt.Chart(pd.DataFrame({"word": [agreement.first_difference + 1]})).mark_rule(
             color="#f58518", strokeDash=[4, 3]).encode(x="word:Q")
         layers.insert(0, rule)
-    return Figure(alt.layer(*layers).properties(height=200), same_pick_takeaway(agreement, temperature))
+    return Figure(alt.layer(*layers).properties(height=240), same_pick_takeaway(agreement, temperature))
