@@ -65,12 +65,12 @@ def test_a_laptop_keeps_the_path_source_and_the_threads_slider(app_env, monkeypa
 
 def test_a_path_link_opens_the_bundled_model_and_never_touches_the_path(hosted, opened):
     at = run_app({"src": "path", "pth": SECRET})
+    assert opened and not [p for p in opened if isinstance(p, str) and SECRET in p]
     assert_clean(at)
     assert at.sidebar.radio(key="src").value == "bundled"
     assert any(i.value == hosting.PATH_NOTE for i in at.info)
     assert len(charts_of(at)) >= 2  # the bundled model's sections are all there
     assert "pth" not in at.query_params and at.query_params["src"] in ("bundled", ["bundled"])
-    assert opened and not [p for p in opened if isinstance(p, str) and SECRET in p]
     at.sidebar.radio(key="src").set_value("upload").run()
     assert not any(i.value == hosting.PATH_NOTE for i in at.info)  # the note goes once another source is chosen
 
