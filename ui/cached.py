@@ -89,7 +89,11 @@ def timing_turn(*measurement):
     placeholder is made in here so that a cache hit replays it filled and cleared, that is as nothing.
     """
     waiting = st.empty()
-    with hosting.SERVER_LOCK.hold(lambda: waiting.info(hosting.WAITING_MESSAGE, icon="⏳")) as waited:
+
+    def say_it_waits():
+        waiting.info(hosting.WAITING_MESSAGE, icon=":material/hourglass_top:")
+
+    with hosting.SERVER_LOCK.hold(say_it_waits) as waited:
         waiting.empty()
         if waited:
             st.session_state.setdefault(WAITED, set()).add(measurement)
@@ -99,8 +103,8 @@ def timing_turn(*measurement):
 def waited_caption(*measurement) -> None:
     """A lasting word under a result that had to wait for another visitor's measurement."""
     if measurement in st.session_state.get(WAITED, ()):
-        st.caption("⏳ This measurement waited for another visitor's to finish first, so that neither slowed "
-                   "the other.")
+        st.caption(":material/hourglass_bottom: This measurement waited for another visitor's to finish first, "
+                   "so that neither slowed the other.")
 
 
 @st.cache_resource(show_spinner="Exporting to ONNX and quantizing (once per model)…", max_entries=2)
