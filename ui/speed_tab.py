@@ -12,7 +12,7 @@ from .cached import CPUS, default_tokens, sweep_table, variant_table, waited_cap
 from .setup import Setup
 from .widgets import need_corpus, remembered_button, show, token_slider
 
-BOUND_NOTE = ("This shared server measures at most {:,} tokens per request, so no one waits long for a measurement.")
+BOUND_NOTE = "This shared server measures at most {:,} tokens per request, so no one waits long for a measurement."
 
 
 def token_limit(setup: Setup) -> int:
