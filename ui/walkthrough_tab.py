@@ -13,7 +13,7 @@ from wlm import charts
 from wlm.threads import num_threads
 from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
-from .cached import timing_lock
+from .cached import timing_turn, waited_caption
 from .setup import Setup
 from .widgets import need_corpus
 
@@ -52,7 +52,8 @@ def _lesson(number: int, source_key: str, corpus_key: str, seed: int, tokens: in
     earlier = {5: _quantized_lesson(source_key, _setup).values} if 5 in LESSONS[number - 1].needs else {}
     if number != 7:
         return run_lesson(number, _names(_setup, tokens), earlier)
-    with timing_lock(), num_threads(1):  # a timing: alone, on one thread, as the tutorial
+    # A timing: alone on the server, on one thread, as the tutorial.
+    with timing_turn("walk_lesson", number, source_key, corpus_key, seed, tokens), num_threads(1):
         return run_lesson(number, _names(_setup, tokens), earlier)
 
 
@@ -60,8 +61,12 @@ def lesson_run(number: int, setup: Setup, tokens: int = DEFAULT_TOKENS) -> Lesso
     if number == 5:
         return _quantized_lesson(setup.source_key, setup)
     # Only what a lesson reads is in its key: lesson 4 the seed, lesson 7 the tokens.
-    return _lesson(number, setup.source_key, setup.corpus_key if number in (2, 7) else "",
-                   setup.seed if number == 4 else 0, tokens if number == 7 else 0, setup)
+    key = (number, setup.source_key, setup.corpus_key if number in (2, 7) else "", setup.seed if number == 4 else 0,
+           tokens if number == 7 else 0)
+    run = _lesson(*key, setup)
+    if number == 7:
+        waited_caption("walk_lesson", *key)
+    return run
 
 
 # --- the cards ----------------------------------------------------------------------------------------------------
