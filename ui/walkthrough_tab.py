@@ -10,6 +10,7 @@ import importlib.util
 import streamlit as st
 
 from wlm import charts
+from wlm.memory import release_memory
 from wlm.threads import num_threads
 from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
@@ -43,15 +44,19 @@ def _names(setup: Setup, tokens: int = DEFAULT_TOKENS) -> dict:
 
 @st.cache_resource(show_spinner="Quantizing, as the tutorial does…", max_entries=1)
 def _quantized_lesson(source_key: str, _setup: Setup) -> LessonRun:
-    # Holds lesson 5's quantized model, which lessons 6 and 7 measure.
-    return run_lesson(5, _names(_setup))
+    # Holds lesson 5's quantized model (about 80 MB for the bundled one), which lessons 6 and 7 measure.
+    run = run_lesson(5, _names(_setup))
+    release_memory()  # quantize_dynamic's temporary copy of the float model
+    return run
 
 
 @st.cache_data(show_spinner="Running the lesson's code…", max_entries=32)
 def _lesson(number: int, source_key: str, corpus_key: str, seed: int, tokens: int, _setup: Setup) -> LessonRun:
     earlier = {5: _quantized_lesson(source_key, _setup).values} if 5 in LESSONS[number - 1].needs else {}
     if number != 7:
-        return run_lesson(number, _names(_setup, tokens), earlier)
+        run = run_lesson(number, _names(_setup, tokens), earlier)
+        release_memory()  # lesson 6's serialized copies, lesson 8's variants
+        return run
     # A timing: alone on the server, on one thread, as the tutorial.
     with timing_turn("walk_lesson", number, source_key, corpus_key, seed, tokens), num_threads(1):
         return run_lesson(number, _names(_setup, tokens), earlier)
