@@ -73,14 +73,18 @@ def simulated_model(source_key: str, bits: int, scheme: str, embedding: bool, _m
 def paired_texts(source_key: str, bits: int, scheme: str, embedding: bool, seed: int, _model, _dictionary):
     """Float and N-bit text from the same seed (the coupled sampler), and where and how likely they part."""
     rounded = simulated_model(source_key, bits, scheme, embedding, _model)
-    kwargs = dict(words=TEXT_WORDS, temperature=TEXT_TEMPERATURE, seed=seed)
-    texts = [list(generate(m, _dictionary, **kwargs)) for m in (_model, rounded)]
-    return texts, agreement(_model, rounded, _dictionary, *texts, **kwargs)
+    texts = [list(generate(m, _dictionary, words=TEXT_WORDS, temperature=TEXT_TEMPERATURE, seed=seed))
+             for m in (_model, rounded)]
+    return texts, agreement(_model, rounded, _dictionary, *texts, temperature=TEXT_TEMPERATURE, seed=seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def weight_grid(source_key: str, name: str, bits: int, scheme: str, _model):
     return bits_histogram(_model, name, bits, scheme)
+
+
+def _seconds(estimate: float) -> str:
+    return "under a second" if estimate < 1 else f"about {estimate:.0f} s"
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -106,7 +110,7 @@ def render(setup: Setup) -> None:
                        "near 30 s.")
         estimate = sweep_estimate(setup.source_key, setup.corpus_key, tokens, embedding, setup.model, setup.test_ids)
         st.caption(f"The sweep scores {2 + len(SWEEP_BITS) * len(SCHEMES)} models (float, real int8, 8 to 2 bits "
-                   f"per tensor and per row) on {tokens:,} tokens: about {estimate:.0f} s here, one thread "
+                   f"per tensor and per row) on {tokens:,} tokens: {_seconds(estimate)} here, one thread "
                    "(estimated from a short probe; widths measured before are reused).")
         request = (setup.source_key, setup.corpus_key, tokens, embedding)
         if remembered_button("Run the sweep", "bits_go", request):

@@ -60,7 +60,8 @@ def _controls(setup: Setup):
     layer = c1.selectbox("Layer", layers, index=layers.index("decoder"), format_func=describe_layer, key="mul_layer")
     kinds = [PROMPT, POSITION] if setup.test_ids is not None else [PROMPT]
     kind = c2.radio("Input", kinds, key="mul_kind", horizontal=True)
-    per_channel = c3.toggle("Per-channel weights (one scale per row)", False, key="mul_pc")
+    per_channel = c3.toggle("Per-channel weights", False, key="mul_pc",
+                            help="One int8 scale per output row instead of one for the whole tensor.")
     c1, c2 = st.columns(2)
     if kind == POSITION:
         last = len(setup.test_ids) - 1
@@ -113,6 +114,8 @@ def render(setup: Setup) -> None:
 
     st.subheader("5 · Int32 accumulation and rescale")
     st.dataframe(result.output_table().head(4), hide_index=True)
+    st.caption("The first outputs: corrected = accumulator − zero point × the row's int8 sum; "
+               "quantized = corrected × output_scale + bias.")
     show(lesson_charts.accumulation_chart(result))
 
     st.subheader("6 · The result against the float layer")
@@ -123,4 +126,5 @@ def render(setup: Setup) -> None:
     c[2].metric("Largest |int32 sum|", f"{summary['accumulator_max_abs']:,}")
     show(lesson_charts.error_chart(result))
     if moved is not None:
+        st.markdown("**The next-word probabilities that moved most**")
         show(lesson_charts.moved_scores_chart(moved))
