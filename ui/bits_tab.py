@@ -120,7 +120,8 @@ def render(setup: Setup) -> None:
             wide = table[table["scheme"].isin(SCHEMES)].pivot(index="bits", columns="scheme",
                                                                values=["loss", "perplexity"])
             wide.columns = [f"{what} ({scheme})" for what, scheme in wide.columns]
-            st.dataframe(wide.sort_index(ascending=False), column_config={
+            order = [f"{what} ({scheme})" for what in ("loss", "perplexity") for scheme in SCHEMES]
+            st.dataframe(wide.sort_index(ascending=False)[order], column_config={
                 column: st.column_config.NumberColumn(format="%.3f" if column.startswith("loss") else "%.1f")
                 for column in wide.columns})
 

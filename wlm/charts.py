@@ -335,7 +335,7 @@ def same_pick_takeaway(agreement: Agreement) -> str:
     odds = agreement.mean_same_pick
     if odds is None:
         return "No words to compare."
-    every = f" (a difference is due about once in {1 / (1 - odds):,.0f} words)" if odds < 0.9995 else ""
+    every = f" (a difference is due about once in {1 / (1 - odds):,.0f} words)" if 0.5 <= odds < 0.9995 else ""
     at_each = f"the two models would pick the same word {100 * odds:.1f} % of the time{every}."
     if agreement.first_difference is None:
         return f"The texts agree on all {agreement.agreed_words:,} words; at each step {at_each}"
