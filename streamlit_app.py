@@ -21,6 +21,7 @@ import wlm  # noqa: F401  (quantization warning filters)
 from ui import bits_tab, fidelity_tab, generate_tab, model_tab, multiply_tab, speed_tab, walkthrough_tab
 from ui.cached import use_one_thread
 from ui.setup import Setup, corpus_panel, init_from_query_params, resolve_setup, sidebar, with_corpus
+from wlm import hosting
 from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
@@ -36,9 +37,16 @@ def draw(tab, module, setup: Setup) -> None:
 
 
 def main() -> None:
+    try:
+        hosted = hosting.hosted_mode()
+    except WlmError as exc:
+        st.error(str(exc))
+        st.stop()
+    if hosted:
+        st.set_option("client.showErrorDetails", "none")  # visitors never see a traceback
     use_one_thread()
-    init_from_query_params()
-    config, spec = sidebar()
+    init_from_query_params(hosted)
+    config, spec = sidebar(hosted)
     setup = resolve_setup(config, spec)
     starting.empty()
     if setup is None:

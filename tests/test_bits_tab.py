@@ -65,7 +65,7 @@ def test_same_seed_texts_of_float_and_the_n_bit_model(app_env):
     shown = [m.value for m in _tab(at).markdown if "line-height" in m.value]
     assert shown == [charts.paired_html(texts[0], agreed.first_difference, texts[1]),
                      charts.paired_html(texts[1], agreed.first_difference, texts[0])]
-    assert any(t.startswith(f"**Takeaway:** {charts.same_pick_takeaway(agreed)}") for t in takeaways(_tab(at)))
+    assert any(t.startswith(f"**Takeaway:** {charts.same_pick_takeaway(agreed, 1.0)}") for t in takeaways(_tab(at)))
     # At 8 bits the rounded model is closer to float: the texts agree at least as long.
     at.select_slider(key="bits_width").set_value(8).run()
     eight = simulate(model, 8, "per-row")

@@ -151,8 +151,6 @@ def test_paired_html_escapes_words_breaks_lines_and_marks_the_divergence():
     # Against the other text, only the words that differ after the first difference are tinted.
     tinted = charts.paired_html(["a", "x", "b", "y"], 1, other=["a", "z", "b", "w"])
     assert tinted.count("dotted") == 1 and ">y<" in tinted and "dotted'>b<" not in tinted
-    assert charts.divergence_takeaway(10, None).startswith("Float and quantized wrote the same 10 words")
-    assert "at word 4" in charts.divergence_takeaway(10, 3)
     note = charts.generation_speed_note(1000, {"float": 3.5, "quantized": 1.0}, "tutorial")
     assert "float took 3.50 s (286 words/s)" in note and "tutorial 1.00 s (1,000 words/s)" in note and "×3.5" in note
 
@@ -200,4 +198,23 @@ def test_same_pick_chart_marks_where_the_texts_part():
     assert charts.same_pick_takeaway(together) == ("The texts agree on all 100 words; at each step the two models "
                                                    "would pick the same word 100.0 % of the time.")
     assert charts.same_pick_takeaway(Agreement(0, 0, [0.5], 0.5)).startswith("The texts part at the first word")
+    assert charts.same_pick_takeaway(Agreement(0, 0, [0.97], 0.97)).startswith(
+        "The texts part at the first word, although there the two models would pick the same word 97.0 %")
     assert "same tickets" in charts.TICKETS_EXPLAINED
+
+
+def test_same_pick_takeaway_reads_right_near_certainty_and_when_greedy():
+    from wlm.generate import Agreement
+
+    # float16: odds a millionth short of certain neither read as 100 % nor stretch the chart's axis.
+    close = Agreement(None, 100, [1 - 1e-6] * 100, 1 - 1e-6)
+    assert "the same word 99.9999 % of the time." in charts.same_pick_takeaway(close)
+    assert _valid(charts.same_pick_chart(close))["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.9, 1]
+    # Greedy picks have no odds: the texts part exactly where the most likely words first differ.
+    greedy = Agreement(7, 7, [1.0] * 7 + [0.0], 7 / 8)
+    text = charts.same_pick_takeaway(greedy, temperature=0.0)
+    assert text.startswith("At temperature 0 each model writes its most likely word: the texts agree for 7 words "
+                           "and part at word 8") and "%" not in text
+    assert charts.same_pick_chart(greedy, temperature=0.0).takeaway == text
+    assert "never part" in charts.same_pick_takeaway(Agreement(None, 50, [1.0] * 50, 1.0), temperature=0.0)
+    assert "already for the first word" in charts.same_pick_takeaway(Agreement(0, 0, [0.0], 0.0), temperature=0.0)

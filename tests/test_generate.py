@@ -9,8 +9,18 @@ import torch
 import wlm.generate as gen
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
-from wlm.generate import (MAX_WORDS, Tickets, agreement, encode_prompt, first_difference, generate,
-                          generate_side_by_side, pick, same_pick_probability, sample_ids)
+from wlm.generate import (
+    MAX_WORDS,
+    Tickets,
+    agreement,
+    encode_prompt,
+    first_difference,
+    generate,
+    generate_side_by_side,
+    pick,
+    same_pick_probability,
+    sample_ids,
+)
 from wlm.quantize import PRESETS, quantize
 
 from conftest import tiny_model

@@ -2,9 +2,9 @@ import json
 
 import pytest
 import torch
-from test_cli import run
 
 from conftest import tiny_model
+from test_cli import run
 
 
 @pytest.fixture

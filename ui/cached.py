@@ -6,13 +6,14 @@ spec) say what they are.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
 
 import pandas as pd
 import streamlit as st
 import torch
 
+from wlm import hosting
 from wlm.benchmark import benchmark_variants, thread_sweep, tokens_for_seconds, with_delta_loss
 from wlm.checkpoint import load_checkpoint_bytes, load_model
 from wlm.corpus import Corpus
@@ -74,11 +75,36 @@ def use_one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@st.cache_resource
-def timing_lock() -> threading.Lock:
-    # torch's thread count is process-wide, and timings taken while another session computes are
-    # meaningless; speed measurements therefore run one at a time.
-    return threading.Lock()
+WAITED = "_waited"  # session state: the measurements of this session that queued behind another session's
+
+
+@contextlib.contextmanager
+def timing_turn(*measurement):
+    """The server's timing lock for one measurement, taken inside the cached function so a cached
+    result never queues. torch's thread count is process-wide, and timings taken while another session
+    computes are meaningless; speed measurements therefore run one at a time.
+
+    While another session's measurement runs, the page says so; afterwards the session remembers that
+    ``measurement`` (the cached function's name and its keys) waited, for ``waited_caption``. The
+    placeholder is made in here so that a cache hit replays it filled and cleared, that is as nothing.
+    """
+    waiting = st.empty()
+
+    def say_it_waits():
+        waiting.info(hosting.WAITING_MESSAGE, icon=":material/hourglass_top:")
+
+    with hosting.SERVER_LOCK.hold(say_it_waits) as waited:
+        waiting.empty()
+        if waited:
+            st.session_state.setdefault(WAITED, set()).add(measurement)
+        yield
+
+
+def waited_caption(*measurement) -> None:
+    """A lasting word under a result that had to wait for another visitor's measurement."""
+    if measurement in st.session_state.get(WAITED, ()):
+        st.caption(":material/hourglass_bottom: This measurement waited for another visitor's to finish first, "
+                   "so that neither slowed the other.")
 
 
 @st.cache_resource(show_spinner="Exporting to ONNX and quantizing (once per model)…", max_entries=2)
@@ -113,14 +139,14 @@ def default_tokens(source_key: str, corpus_key: str, _model, _ids) -> int:
     """Tokens that float plus the tutorial's variant evaluate in about 5 s here.
 
     The int8 variant runs at roughly twice float's speed, so float gets about two thirds of the time."""
-    with timing_lock(), num_threads(1):
+    with timing_turn("default_tokens", source_key, corpus_key), num_threads(1):
         return tokens_for_seconds(_model, _ids, 5.0 / 1.5)
 
 
-def _timed_variants(text: str, _model, _ids, specs: list, **kwargs) -> pd.DataFrame:
+def _timed_variants(text: str, measurement: tuple, _model, _ids, specs: list, **kwargs) -> pd.DataFrame:
     """``benchmark_variants`` under a progress bar, one measurement at a time."""
-    bar, report = progress_bar(text)
-    with timing_lock():
+    with timing_turn(*measurement):
+        bar, report = progress_bar(text)
         table = benchmark_variants(_model, _ids, specs, progress=lambda label, done, total: report(done, total),
                                    **kwargs)
     bar.empty()
@@ -131,19 +157,21 @@ def _timed_variants(text: str, _model, _ids, specs: list, **kwargs) -> pd.DataFr
 @st.cache_data(show_spinner=False, max_entries=16)
 def variant_table(source_key: str, corpus_key: str, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
                   _model, _ids, engines: tuple[str, ...] = ("torch",)):
-    return _timed_variants("Evaluating", _model, _ids, list(specs), max_tokens=tokens, threads=threads,
+    measurement = ("variant_table", source_key, corpus_key, specs, tokens, threads, engines)
+    return _timed_variants("Evaluating", measurement, _model, _ids, list(specs), max_tokens=tokens, threads=threads,
                            engines=engines)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def tradeoff_table(source_key: str, corpus_key: str, tokens: int, threads: int, _model, _ids):
-    return with_delta_loss(_timed_variants("Evaluating every preset", _model, _ids, list(PRESETS), max_tokens=tokens,
-                                           threads=threads))
+    measurement = ("tradeoff_table", source_key, corpus_key, tokens, threads)
+    return with_delta_loss(_timed_variants("Evaluating every preset", measurement, _model, _ids, list(PRESETS),
+                                           max_tokens=tokens, threads=threads))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def sweep_table(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _model, _ids):
-    with st.spinner("Timing every thread count…"), timing_lock():
+    with timing_turn("sweep_table", source_key, corpus_key, spec, tokens), st.spinner("Timing every thread count…"):
         sweep = thread_sweep(_model, _ids, [PRESETS["fp32"], spec], list(range(1, CPUS + 1)), tokens)
     release_memory()
     return sweep

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from wlm import charts
+from wlm import charts, hosting
 from wlm.corpus import Dictionary
 from wlm.errors import WlmError
 from wlm.fidelity import quantized_weights
 
-from .cached import fidelity_result, histogram, next_words, onnx_int8, sqnr_table, surprisal, tradeoff_table
+from .cached import (
+    fidelity_result,
+    histogram,
+    next_words,
+    onnx_int8,
+    sqnr_table,
+    surprisal,
+    tradeoff_table,
+    waited_caption,
+)
 from .setup import Setup
+from .speed_tab import BOUND_NOTE, token_limit
 from .widgets import need_corpus, remembered_button, show, token_slider
 
 
@@ -38,7 +48,9 @@ def render(setup: Setup) -> None:
 
     st.subheader("Output agreement")
     if need_corpus(setup):
-        tokens = token_slider("Test tokens", len(setup.test_ids), 2000, "fid_tokens")
+        tokens = token_slider("Test tokens", token_limit(setup), 2000, "fid_tokens")
+        if setup.hosted:
+            st.caption(BOUND_NOTE.format(hosting.MAX_TOKENS))
         against = st.radio("Float model against", [f"PyTorch {setup.spec.label}", "ONNX Runtime int8"],
                            horizontal=True, key="fid_engine")
         ort = against.startswith("ONNX")
@@ -78,7 +90,10 @@ def render(setup: Setup) -> None:
     st.subheader("Which variant to pick")
     if need_corpus(setup):
         tokens = st.session_state.get("speed_tokens") or min(1000, len(setup.test_ids))
+        if setup.hosted:
+            tokens = hosting.clamp_tokens(tokens, hosting.MAX_TOKENS).tokens
         st.caption(f"Every preset on {tokens:,} test tokens (the Speed & accuracy slider), {setup.threads} thread(s).")
         request = (setup.source_key, setup.corpus_key, int(tokens), setup.threads)
         if remembered_button("Measure all presets", "trade_go", request):
             show(charts.tradeoff_chart(tradeoff_table(*request, setup.model, setup.test_ids)))
+            waited_caption("tradeoff_table", *request)

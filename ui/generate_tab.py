@@ -1,4 +1,5 @@
-"""The Generate tab: float and quantized models write from the same seed side by side, and where they part."""
+"""The Generate tab: float and quantized models write from the same seed side by side, where they part, and how
+likely a shared pick was at each step until then."""
 from __future__ import annotations
 
 import time
@@ -8,7 +9,7 @@ import streamlit as st
 from wlm import charts
 from wlm.corpus import EOS
 from wlm.errors import WlmError
-from wlm.generate import MAX_WORDS, first_difference, generate_side_by_side
+from wlm.generate import MAX_WORDS, Agreement, agreement, first_difference, generate_side_by_side
 
 from .setup import Setup
 
@@ -22,6 +23,14 @@ def _markdown_word(word: str) -> str:
     return escaped + " "
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _agreement(source_key: str, spec, seed: int, temperature: float, prompt: str, words: int,
+               _float, _quant, _dictionary, _float_words: list[str], _quant_words: list[str]) -> Agreement:
+    # The request before the underscores fixes both texts, so it is the whole key.
+    return agreement(_float, _quant, _dictionary, _float_words, _quant_words, temperature=temperature, seed=seed,
+                     prompt=prompt)
+
+
 def render(setup: Setup) -> None:
     if setup.dictionary is None:
         st.info(setup.missing)
@@ -30,7 +39,7 @@ def render(setup: Setup) -> None:
     temperature = c1.slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature")
     words = c2.number_input("Words", 1, MAX_APP_WORDS, 100, key="gen_words")
     prompt = c3.text_input("Prompt (optional)", key="gen_prompt")
-    st.caption(f"Seed {setup.seed} (sidebar). Both models draw the same random numbers.")
+    st.caption(f"Seed {setup.seed} (sidebar). {charts.TICKETS_EXPLAINED}")
     unknown = [w for w in prompt.split() if w not in setup.dictionary.word2idx]
     if unknown:
         st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
@@ -42,7 +51,7 @@ def render(setup: Setup) -> None:
     float_box, quant_box = left.empty(), right.empty()
     if pressed:
         # Both models write at once (a thread each) and the page shows their words as they come;
-        # the finished pair is then shown with its divergence.
+        # the finished pair is then shown with where it parts and how likely a shared pick was.
         kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
         boxes = {"float": float_box, "quantized": quant_box}
         texts: dict[str, list[str]] = {name: [] for name in boxes}
@@ -72,5 +81,11 @@ def render(setup: Setup) -> None:
     first = result["first_difference"]
     float_box.markdown(charts.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
     quant_box.markdown(charts.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
-    st.caption(f"**Takeaway:** {charts.divergence_takeaway(len(result['float']), first)} "
+    # Replaying both models along the shared text takes seconds for a long one that never parts (float16).
+    with st.spinner("Replaying both models to measure how likely a shared pick was at each step…"):
+        agreed = _agreement(setup.source_key, setup.spec, setup.seed, float(temperature), prompt, int(words),
+                            setup.model, setup.quant, setup.dictionary, result["float"], result["quantized"])
+    figure = charts.same_pick_chart(agreed, float(temperature))
+    st.altair_chart(figure.chart, width="stretch")
+    st.caption(f"**Takeaway:** {figure.takeaway} "
                f"{charts.generation_speed_note(len(result['float']), result['seconds'], setup.spec.label)}")

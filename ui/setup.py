@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import streamlit as st
 import torch
 
+from wlm import hosting
 from wlm.bundle import WEIGHTS_FILE
 from wlm.checkpoint import default_model_path
 from wlm.corpus import Corpus, Dictionary, resolve_data_dir
@@ -37,6 +38,7 @@ class Setup:
     corpus_key: str = ""
     test_ids: torch.Tensor | None = None
     missing: str = ""  # why corpus-based measurements are off ('' when they are on)
+    hosted: bool = False  # a shared server: bounded measurements (see wlm.hosting)
 
     @property
     def model(self):
@@ -54,8 +56,11 @@ def _parse(key: str, raw: str):
     return raw
 
 
-def init_from_query_params() -> None:
-    """On a session's first run, widgets start from the link's query parameters (unknown or bad ones are ignored)."""
+def init_from_query_params(hosted: bool = False) -> None:
+    """On a session's first run, widgets start from the link's query parameters (unknown or bad ones are ignored).
+
+    A hosted server opens no path a link names: ``src=path`` falls back to the bundled model (the path is
+    never looked at) with a note, and measurements run on one thread whatever ``threads`` says."""
     if "_initialised" in st.session_state:
         return
     st.session_state["_initialised"] = True
@@ -69,11 +74,13 @@ def init_from_query_params() -> None:
         st.session_state[key] = value
     if st.session_state["src"] not in SOURCES:
         st.session_state["src"] = "bundled"
+    choice = hosting.choose_source(st.session_state["src"], hosted)
+    st.session_state["src"], st.session_state["_source_note"] = choice.source, choice.note
     if st.session_state["dtype"] not in ("qint8", "float16"):
         st.session_state["dtype"] = "qint8"
     if st.session_state["bits"] not in (8, 4):
         st.session_state["bits"] = 8
-    st.session_state["threads"] = min(max(1, st.session_state["threads"]), CPUS)
+    st.session_state["threads"] = hosting.THREADS if hosted else min(max(1, st.session_state["threads"]), CPUS)
     if st.session_state["preset"] in PRESETS and "lstm" not in st.query_params:
         apply_preset()  # a link that names a preset but no toggles means that preset
     sync_preset()
@@ -100,10 +107,11 @@ def sync_preset() -> None:
     st.session_state["preset"] = next((n for n, p in PRESETS.items() if p == spec), CUSTOM)
 
 
-def sidebar() -> tuple[dict, QuantSpec]:
+def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
     sb = st.sidebar
     sb.header("Setup")
-    sb.radio("Model", list(SOURCES), format_func=SOURCES.get, key="src")
+    sb.radio("Model", list(hosting.offered_sources(SOURCES, hosted)), format_func=SOURCES.get, key="src",
+             on_change=lambda: st.session_state.update(_source_note=""))  # the fallback's note was answered
     upload = None
     if st.session_state["src"] == "path":
         sb.text_input("Path of the tutorial's .pth (a state_dict)", key="pth")
@@ -122,7 +130,11 @@ def sidebar() -> tuple[dict, QuantSpec]:
     sb.toggle("Per-channel (Linear, qint8)", key="pc", on_change=sync_preset,
               disabled=st.session_state["dtype"] != "qint8")
     sb.subheader("Run")
-    if CPUS > 1:
+    if hosted:
+        st.session_state["threads"] = hosting.THREADS
+        sb.caption(f"Threads: {hosting.THREADS}. This server is shared, and a second thread would only compete "
+                   "with other visitors' measurements.")
+    elif CPUS > 1:
         sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
     sb.number_input("Seed", 0, 2**31 - 1, key="seed", step=1)
     # A widget that was not drawn this run (the path box) has no state; fall back to its default.
@@ -130,7 +142,7 @@ def sidebar() -> tuple[dict, QuantSpec]:
     # The address bar mirrors the setup, so a copied link opens the same one.
     st.query_params.from_dict({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
                                if k != "pth" or config["src"] == "path"})
-    return {"upload": upload, **config}, spec_from_state()
+    return {"upload": upload, "hosted": hosted, **config}, spec_from_state()
 
 
 # --- the model, then the corpus --------------------------------------------------------------
@@ -138,7 +150,10 @@ def sidebar() -> tuple[dict, QuantSpec]:
 def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
     """The model and its quantized variant, or None (with the reason shown); the corpus comes later
     (``with_corpus``)."""
-    kind = config["src"]
+    hosted = config.get("hosted", False)
+    kind = hosting.choose_source(config["src"], hosted).source  # never a path on a shared server
+    if kind == "bundled" and st.session_state.get("_source_note"):
+        st.info(st.session_state["_source_note"])
     try:
         if kind == "upload":
             upload = config["upload"]
@@ -152,8 +167,9 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
             loaded = load_source("path", key)
         else:
             if not (default_model_path() / WEIGHTS_FILE).is_file():
-                st.error(f"The bundled model is missing ({default_model_path()}). Choose a .pth file by path or "
-                         "upload one in the sidebar, or set WLM_MODEL to a model bundle.")
+                choose = "Upload a checkpoint" if hosted else "Choose a .pth file by path or upload one"
+                st.error(f"The bundled model is missing ({default_model_path()}). {choose} in the sidebar, or set "
+                         "WLM_MODEL to a model bundle.")
                 return None
             key = str(default_model_path().resolve())
             loaded = load_source("bundled", key)
@@ -163,7 +179,7 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
     source_key = f"{kind}:{key}"
     quant = quantized_variant(source_key, spec, loaded.model)
     return Setup(source_key=source_key, loaded=loaded, spec=spec, quant=quant, threads=config["threads"],
-                 seed=config["seed"], dictionary=loaded.dictionary)
+                 seed=config["seed"], dictionary=loaded.dictionary, hosted=hosted)
 
 
 def corpus_panel() -> tuple[Corpus | None, str, str]:

@@ -3,14 +3,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from wlm import charts
+from wlm import charts, hosting
 from wlm.benchmark import engine_labels
 from wlm.errors import WlmError
 from wlm.quantize import PRESETS, QuantSpec
 
-from .cached import CPUS, default_tokens, sweep_table, variant_table
+from .cached import CPUS, default_tokens, sweep_table, variant_table, waited_caption
 from .setup import Setup
 from .widgets import need_corpus, remembered_button, show, token_slider
+
+BOUND_NOTE = "This shared server measures at most {:,} tokens per request, so no one waits long for a measurement."
+
+
+def token_limit(setup: Setup) -> int:
+    """The test tokens one request may evaluate: the whole split on a laptop, a bounded prefix on a shared server."""
+    return min(len(setup.test_ids), hosting.MAX_TOKENS) if setup.hosted else len(setup.test_ids)
 
 
 def selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:
@@ -24,8 +31,11 @@ def render(setup: Setup) -> None:
     if not need_corpus(setup):
         return
     default = default_tokens(setup.source_key, setup.corpus_key, setup.model, setup.test_ids)
-    tokens = token_slider("Test tokens to evaluate", len(setup.test_ids), default, "speed_tokens",
+    waited_caption("default_tokens", setup.source_key, setup.corpus_key)
+    tokens = token_slider("Test tokens to evaluate", token_limit(setup), default, "speed_tokens",
                           help="The default takes about 5 s here for float and the tutorial's variant.")
+    if setup.hosted:
+        st.caption(BOUND_NOTE.format(hosting.MAX_TOKENS))
     names = st.multiselect("Variants (the sidebar's setup is always included)", [n for n in PRESETS if n != "fp32"],
                            default=["tutorial"], key="speed_variants")
     specs = selected_specs(setup, names)
@@ -39,6 +49,7 @@ def render(setup: Setup) -> None:
         except WlmError as exc:
             st.error(str(exc))
             return
+        waited_caption("variant_table", *request, engines)
         st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",
                                          "tokens_per_s": "{:,.0f}", "speedup": "{:.2f}×"}),
                      hide_index=True)
@@ -50,7 +61,10 @@ def render(setup: Setup) -> None:
     st.subheader("Threads")
     sweep_spec = setup.spec if not setup.spec.is_float else PRESETS["tutorial"]
     sweep_tokens = max(min(len(setup.test_ids), 100), int(tokens) // 4)
+    if setup.hosted:
+        sweep_tokens = hosting.clamp_tokens(sweep_tokens, hosting.MAX_SWEEP_TOKENS).tokens
     st.caption(f"Float vs {sweep_spec.label} at 1 … {CPUS} threads on {sweep_tokens:,} tokens.")
     sweep_request = (setup.source_key, setup.corpus_key, sweep_spec, sweep_tokens)
     if remembered_button("Sweep threads", "sweep_go", sweep_request):
         show(charts.thread_chart(sweep_table(*sweep_request, setup.model, setup.test_ids)))
+        waited_caption("sweep_table", *sweep_request)

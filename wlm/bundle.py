@@ -61,7 +61,9 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
         raise WlmError(f"{vocab} is not a word list, one word a line in UTF-8{short_reason(exc)}; "
                        "restore it (git checkout) or write the bundle again") from None
     check_vocab(model, len(dictionary), f"the bundle's vocabulary {vocab}")
-    return LoadedModel(model, str(path), dictionary, card)
+    # The shipped bundle is named, not located: a page shown to visitors need not print the server's folders.
+    source = "the bundled model (assets/wlm-lstm)" if path.resolve() == BUNDLED_MODEL else str(path)
+    return LoadedModel(model, source, dictionary, card)
 
 
 def save_bundle(model: LSTMModel, dictionary: Dictionary, path: str | Path, card: dict,

@@ -62,6 +62,23 @@ def _bar(desc: str):
     return bar, update
 
 
+class _BarPerLabel:
+    """A ``progress(label, done, total)`` callback that shows one bar per label, closing the previous one."""
+
+    def __init__(self):
+        self.bars: dict = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label not in self.bars:
+            self.close()
+            self.bars[label] = _bar(label)
+        self.bars[label][1](done, total)
+
+    def close(self) -> None:
+        for bar, _ in self.bars.values():
+            bar.close()
+
+
 def _print_table(table, fmt: str) -> None:
     if fmt == "csv":
         sys.stdout.write(table.to_csv(index=False))
@@ -81,14 +98,7 @@ def cmd_compare(args) -> None:
         require_onnxruntime()  # before the slow corpus load
     corpus = _corpus(args)
     loaded = _model(args, corpus)
-    bars: dict = {}
-
-    def progress(label, done, total):
-        if label not in bars:
-            for bar, _ in bars.values():
-                bar.close()
-            bars[label] = _bar(label)
-        bars[label][1](done, total)
+    progress = _BarPerLabel()
 
     from .evaluate import limit_tokens
 
@@ -97,8 +107,7 @@ def cmd_compare(args) -> None:
         _log(note)
     table = benchmark_variants(loaded.model, corpus.test, variants, max_tokens=args.max_tokens,
                              threads=args.threads, engines=engines, progress=progress)
-    for bar, _ in bars.values():
-        bar.close()
+    progress.close()
     _print_table(table, args.format)
 
 
@@ -336,19 +345,11 @@ def cmd_bits(args) -> None:
                                       max_tokens=args.max_tokens, embedding=args.embedding, threads=args.threads)
     _log(f"simulated: weights rounded to N bits, the model runs in float; {len(bits) * len(schemes) + 2} "
          f"evaluations, about {estimate:.0f} s on {args.threads} thread(s)")
-    bars: dict = {}
-
-    def progress(label, done, total):
-        if label not in bars:
-            for bar, _ in bars.values():
-                bar.close()
-            bars[label] = _bar(label)
-        bars[label][1](done, total)
+    progress = _BarPerLabel()
 
     table = sweep(loaded.model, corpus.test, bits=bits, schemes=schemes, max_tokens=args.max_tokens,
                   embedding=args.embedding, threads=args.threads, progress=progress)
-    for bar, _ in bars.values():
-        bar.close()
+    progress.close()
     _print_table(table, args.format)
     _log(sweep_takeaway(table))
 
