@@ -137,8 +137,8 @@ def render(setup: Setup) -> None:
         right.markdown(f"**{bits}-bit weights, {scheme}**")
         left.markdown(charts.paired_html(float_words, first, bit_words), unsafe_allow_html=True)
         right.markdown(charts.paired_html(bit_words, first, float_words), unsafe_allow_html=True)
-        st.caption(f"**Takeaway:** {charts.same_pick_takeaway(agreed, TEXT_TEMPERATURE)} Seed {setup.seed} (sidebar), temperature "
-                   f"{TEXT_TEMPERATURE:g}; move the bits slider to watch the text fall apart.")
+        st.caption(f"**Takeaway:** {charts.same_pick_takeaway(agreed, TEXT_TEMPERATURE)} Seed {setup.seed} (sidebar), "
+                   f"temperature {TEXT_TEMPERATURE:g}; move the bits slider to watch the text fall apart.")
 
     st.subheader(f"A weight on the {bits}-bit grid")
     names = weight_names(setup.model)
