@@ -6,7 +6,6 @@ import streamlit as st
 
 from wlm import charts, lesson_charts
 from wlm.generate import agreement, generate
-from wlm.hosting import hosted_mode
 from wlm.low_bits import (
     DEFAULT_TOKENS,
     SCHEMES,
@@ -101,7 +100,7 @@ def render(setup: Setup) -> None:
 
     st.subheader("Loss against bits")
     if need_corpus(setup):
-        hosted = hosted_mode()
+        hosted = setup.hosted  # a shared server (wlm.hosting): one request kept near 30 s
         total = min(len(setup.test_ids), HOSTED_TOKENS if hosted else MAX_TOKENS)
         tokens = token_slider("Test tokens", total, DEFAULT_TOKENS, "bits_tokens",
                               help="Every width of both schemes, the float model and the real int8 variant are "
