@@ -18,14 +18,14 @@ if "torch" not in sys.modules:
     starting.caption("Starting up: loading PyTorch and the model…")
 
 import wlm  # noqa: F401  (quantization warning filters)
-from ui import fidelity_tab, generate_tab, model_tab, speed_tab, walkthrough_tab
+from ui import bits_tab, fidelity_tab, generate_tab, model_tab, multiply_tab, speed_tab, walkthrough_tab
 from ui.cached import use_one_thread
 from ui.setup import Setup, corpus_panel, init_from_query_params, resolve_setup, sidebar, with_corpus
 from wlm import hosting
 from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
-        "Walkthrough": walkthrough_tab}
+        "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab}
 
 
 def draw(tab, module, setup: Setup) -> None:

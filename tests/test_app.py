@@ -13,13 +13,15 @@ from wlm.quantize import PRESETS
 
 from apptest import assert_clean, charts_of, run_app, size_table, takeaways
 
-BUTTONS = ["gen_go", "speed_go", "sweep_go", "kl_go", "sqnr_go", "trade_go"] + ["walk_next"] * 7  # every card
+BUTTONS = ["gen_go", "speed_go", "sweep_go", "kl_go", "sqnr_go", "trade_go", "bits_go", "bits_text_go"] + [
+    "walk_next"] * 7  # every card
 
 
 def test_first_render_shows_every_section_and_the_size_chart(app_env):
     at = run_app()
     assert_clean(at)
-    assert [t.label for t in at.tabs] == ["Model", "Generate", "Speed & accuracy", "Fidelity", "Walkthrough"]
+    assert [t.label for t in at.tabs] == ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply",
+                                          "Fewer bits", "Walkthrough"]
     assert len(charts_of(at)) >= 2  # size per part, next word
     assert len(takeaways(at)) >= len(charts_of(at))
     table = size_table(at)

@@ -18,7 +18,8 @@ VIEWPORT = {"width": 1280, "height": 720}
 MIN_CHART_PX = 150
 # The buttons each tab needs pressed before its charts are drawn.
 BUTTONS = {"Model": [], "Generate": ["Generate"], "Speed & accuracy": ["Run evaluation", "Sweep threads"],
-           "Fidelity": ["Compare outputs", "Measure weight error", "Measure all presets"], "Walkthrough": []}
+           "Fidelity": ["Compare outputs", "Measure weight error", "Measure all presets"], "Inside a multiply": [],
+           "Fewer bits": ["Run the sweep", "Write with both"], "Walkthrough": []}
 VISIBLE_CHARTS = ("() => [...document.querySelectorAll(\"[data-testid='stVegaLiteChart']\")]"
                   ".filter(e => e.offsetParent !== null)")
 
@@ -91,5 +92,6 @@ def test_every_tab_reads_on_a_projector(served_app):  # noqa: F811
     assert set(heights) == set(BUTTONS)
     # Size per part; next word; size, throughput, threads; KL, SQNR, histogram, trade-off.
     assert len(heights["Model"]) >= 1 and len(heights["Speed & accuracy"]) >= 3 and len(heights["Fidelity"]) >= 4
+    assert len(heights["Inside a multiply"]) >= 1 and len(heights["Fewer bits"]) >= 1
     squashed = {tab: [round(h) for h in hs if h < MIN_CHART_PX] for tab, hs in heights.items()}
     assert not any(squashed.values()), squashed

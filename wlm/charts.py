@@ -366,7 +366,7 @@ def same_pick_takeaway(agreement: Agreement, temperature: float = 1.0) -> str:
             return f"{greedy}, and already for the first word the two models' most likely words differ."
         return (f"{greedy}: the texts agree for {agreement.agreed_words:,} words and part at word "
                 f"{agreement.first_difference + 1:,}, the first step where the two models' most likely words differ.")
-    every = f" (a difference is due about once in {1 / (1 - odds):,.0f} words)" if odds < 0.9995 else ""
+    every = f" (a difference is due about once in {1 / (1 - odds):,.0f} words)" if 0.5 <= odds < 0.9995 else ""
     would = f"the two models would pick the same word {_odds(odds)} of the time{every}."
     if agreement.first_difference is None:
         return f"The texts agree on all {agreement.agreed_words:,} words; at each step {would}"

@@ -44,7 +44,7 @@ def scales_chart(scales: pd.DataFrame) -> Figure:
     """2. The run-time scale each input got (``dynamic_multiply.scales_of``): one bar per input."""
     table = scales.assign(input=[f"{w} ({s})" if len(s) < 30 else w for w, s in zip(scales["word"], scales["source"])])
     chart = alt.Chart(table).mark_bar(color="#72b7b2").encode(
-        y=alt.Y("input:N", title="", sort=None),
+        y=alt.Y("input:N", title="", sort=None, axis=alt.Axis(labelLimit=320)),  # 'He (test position 1,000)' whole
         x=alt.X("scale:Q", title="activation scale (float per integer step)"),
         tooltip=["word", "source", alt.Tooltip("scale:Q", format=".3g"), "zero_point:Q",
                  alt.Tooltip("x_min:Q", format=".3f"), alt.Tooltip("x_max:Q", format=".3f")],
@@ -115,7 +115,7 @@ def accumulation_chart(result: DynamicMultiply, outputs: int = 64) -> Figure:
 def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
     """6. Error of each output against the float layer's output (the decoder's 33k outputs thinned to
     ``max_points``: the worst tenth of them plus an even spread of the rest)."""
-    table = result.output_table()
+    table = result.output_table()[["index", "float", "quantized", "error"]]  # what the chart shows: half the bytes
     if len(table) > max_points:
         worst = table["error"].abs().nlargest(max_points // 10).index
         spread = np.linspace(0, len(table) - 1, max_points - len(worst)).astype(int)
