@@ -103,8 +103,8 @@ BEYOND = [
     ("The embedding, the biggest part, quantized to 8 or 4 bits (sidebar: Embedding)", "Model", "model_tab"),
     ("Per-channel scales and float16 weights: size against loss for every preset", "Fidelity", "fidelity_tab"),
     ("Another engine: ONNX Runtime's float and int8 models beside PyTorch's", "Speed & accuracy", "speed_tab"),
-    ("What one int8 multiply does, step by step", "Inside a multiply", "multiply_tab"),
-    ("Fewer bits: what 8, 4 and 2 bits keep of a weight", "Fewer bits", "bits_tab"),
+    ("One int8 multiply of the model, stage by stage, on a real input", "Inside a multiply", "multiply_tab"),
+    ("Weights rounded to 8 down to 2 bits: where the loss breaks", "Fewer bits", "bits_tab"),
 ]
 
 
