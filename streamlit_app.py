@@ -20,7 +20,15 @@ if "torch" not in sys.modules:
 import wlm  # noqa: F401  (quantization warning filters)
 from ui import bits_tab, fidelity_tab, generate_tab, model_tab, multiply_tab, speed_tab, walkthrough_tab
 from ui.cached import use_one_thread
-from ui.setup import Setup, corpus_panel, init_from_query_params, resolve_setup, sidebar, with_corpus
+from ui.setup import (
+    Setup,
+    corpus_panel,
+    init_from_query_params,
+    opening_tab,
+    resolve_setup,
+    sidebar,
+    with_corpus,
+)
 from wlm import hosting
 from wlm.errors import WlmError
 
@@ -52,7 +60,7 @@ def main() -> None:
     if setup is None:
         corpus_panel()  # the sidebar still says where the corpus is, or how to get it
         return
-    tabs = dict(zip(TABS, st.tabs(list(TABS))))
+    tabs = dict(zip(TABS, st.tabs(list(TABS), default=opening_tab(list(TABS)))))
     draw(tabs["Model"], model_tab, setup)
     setup = with_corpus(setup)  # the Model tab needs no corpus, so it is drawn before one is read
     for title, module in list(TABS.items())[1:]:

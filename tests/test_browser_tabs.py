@@ -95,3 +95,26 @@ def test_every_tab_reads_on_a_projector(served_app):  # noqa: F811
     assert len(heights["Inside a multiply"]) >= 1 and len(heights["Fewer bits"]) >= 1
     squashed = {tab: [round(h) for h in hs if h < MIN_CHART_PX] for tab, hs in heights.items()}
     assert not any(squashed.values()), squashed
+
+
+def test_a_shared_step_link_opens_on_the_walkthrough_and_clicks_still_decide(served_app):  # noqa: F811
+    _need_browser()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{served_app}/?step=4")
+            step = page.get_by_text("Step 4 of 8")
+            step.wait_for(state="visible")  # shown at once: the Walkthrough is the open tab
+            assert page.get_by_role("tab", name="Walkthrough").get_attribute("aria-selected") == "true"
+            page.get_by_role("tab", name="Model", exact=True).click()
+            page.get_by_role("button", name="Next →").wait_for(state="hidden")
+            # A rerun (a sidebar change) keeps the tab the visitor chose.
+            page.locator("[data-testid='stSidebar']").get_by_text("Embedding", exact=True).click()
+            page.wait_for_function("() => window.location.search.includes('emb=true')")
+            page.wait_for_timeout(1500)
+            assert page.get_by_role("tab", name="Model", exact=True).get_attribute("aria-selected") == "true"
+            assert "step=4" in page.url
+        finally:
+            browser.close()

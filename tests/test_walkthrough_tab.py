@@ -78,8 +78,22 @@ def test_the_last_card_names_the_tabs_that_go_further_and_the_torchao_note(app_e
     tab = at.tabs[WALK]
     further = next(m.value for m in tab.markdown if m.value.startswith("Go further"))
     for name in ("Model", "Fidelity", "Speed & accuracy"):
-        assert f"**{name}** tab" in further
-    assert [t.label for t in at.tabs if f"**{t.label}** tab" in further]  # only tabs the app has are named
-    assert all(f"**{name}** tab" not in further for name in ("Inside a multiply", "Fewer bits")
+        assert f"**{name}**](" in further
+    # Each tab is a link to this page with the same setup, opening on that tab.
+    assert "?src=bundled&preset=tutorial" in further and "&tab=speed-accuracy)" in further and "step=" not in further
+    assert [t.label for t in at.tabs if f"**{t.label}**](" in further]  # only tabs the app has are named
+    assert all(f"**{name}**](" not in further for name in ("Inside a multiply", "Fewer bits")
                if name not in [t.label for t in at.tabs])
     assert any("torchao" in i.value and "247 tok/s" in i.value for i in tab.info)
+
+
+@pytest.mark.parametrize("query, opens", [({"step": "4"}, "Walkthrough"), ({"tab": "fidelity"}, "Fidelity"),
+                                          ({"tab": "Speed & accuracy"}, "Speed & accuracy"),
+                                          ({"tab": "fewer-bits", "step": "2"}, "Fewer bits"),
+                                          ({"tab": "nonsense"}, None), ({}, None)])
+def test_a_link_chooses_the_tab_the_page_opens_on(app_env, query, opens):
+    at = run_app(query)
+    assert_clean(at)
+    assert at.session_state["_opening_tab"] == opens
+    if "tab" in query:  # kept in the address bar, so the link can be shared again
+        assert at.query_params["tab"] in (query["tab"], [query["tab"]])

@@ -3,6 +3,7 @@ the link's query parameters), then the loaded model, its quantized variant and t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from urllib.parse import urlencode
 
 import streamlit as st
 import torch
@@ -19,7 +20,7 @@ from .cached import CPUS, load_corpus, load_source, quantized_variant
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
-KEPT_PARAMS = ("step",)  # the Walkthrough's card, set by that tab
+KEPT_PARAMS = ("step", "tab")  # the Walkthrough's card, and the tab a shared link opens on
 DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
             "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
 
@@ -85,6 +86,30 @@ def init_from_query_params(hosted: bool = False) -> None:
     if st.session_state["preset"] in PRESETS and "lstm" not in st.query_params:
         apply_preset()  # a link that names a preset but no toggles means that preset
     sync_preset()
+
+
+def tab_slug(title: str) -> str:
+    """A tab's name as a link writes it: ``Speed & accuracy`` -> ``speed-accuracy``."""
+    return "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())
+
+
+def opening_tab(titles: list[str]) -> str | None:
+    """The tab a link opens on, fixed for the session: ``?tab=fidelity``, or the Walkthrough for ``?step=N``.
+
+    Only the first tab shown is chosen this way: afterwards the visitor's clicks decide, and switching a
+    tab never reruns the page (a rerun would cut short a generation running in another tab)."""
+    if "_opening_tab" not in st.session_state:
+        by_slug = {tab_slug(t): t for t in titles}
+        wanted = tab_slug(str(st.query_params.get("tab", "")))
+        walkthrough = "Walkthrough" if "step" in st.query_params and "Walkthrough" in titles else None
+        st.session_state["_opening_tab"] = by_slug.get(wanted, walkthrough)
+    return st.session_state["_opening_tab"]
+
+
+def link_to_tab(title: str) -> str:
+    """A relative link to this page with the same setup, opening on tab ``title``."""
+    params = {k: v for k, v in st.query_params.to_dict().items() if k != "step"}
+    return "?" + urlencode({**params, "tab": tab_slug(title)})
 
 
 def spec_from_state() -> QuantSpec:

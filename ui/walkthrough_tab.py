@@ -15,7 +15,7 @@ from wlm.threads import num_threads
 from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
 from .cached import timing_turn, waited_caption
-from .setup import Setup
+from .setup import Setup, link_to_tab
 from .widgets import need_corpus
 
 STEP = "walk_step"  # session state and, as 'step', the query parameter
@@ -109,11 +109,11 @@ BEYOND = [
 
 
 def _beyond_links() -> None:
-    # Named, not switched to: Streamlit can select a tab from code only if every tab switch reruns the whole
-    # script, which would cut short a generation or an evaluation still running in another tab.
-    lines = [f"- **{tab}** tab: {what}" for what, tab, module in BEYOND
+    # A link opens the page again on that tab with the same setup: switching tabs from code would make every
+    # tab switch rerun the whole page, which would cut short a generation still running in another tab.
+    lines = [f"- [**{tab}**]({link_to_tab(tab)}) tab: {what}" for what, tab, module in BEYOND
              if importlib.util.find_spec(f"ui.{module}") is not None]  # only tabs this app has
-    st.markdown("Go further, in the tabs above:\n" + "\n".join(lines))
+    st.markdown("Go further, in the tabs above (or follow a link):\n" + "\n".join(lines))
     st.info(TORCHAO_NOTE)
 
 
