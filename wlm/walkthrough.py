@@ -25,8 +25,8 @@ TORCHAO_NOTE = (
     "torch 2.13 warns that the tutorial's eager-mode `torch.ao.quantization` will move to torchao, and torchao has "
     "no `nn.LSTM` support: its `Int8DynamicActivationInt8WeightConfig` quantizes only the decoder and leaves the "
     "LSTM in float. Measured here on the bundled model (1 thread, first 2,000 test tokens, Intel Xeon with AVX-512 "
-    "VNNI, shared CPU): float 527 tok/s, `torch.ao` `quantize_dynamic` of the decoder 762 tok/s, torchao 0.18 of "
-    "the decoder 247 tok/s — so this demo keeps the tutorial's API.")
+    "VNNI): float 2,031 tok/s, `torch.ao` `quantize_dynamic` of the decoder 3,778 tok/s, torchao 0.18 of the "
+    "decoder 905 tok/s, slower than float — so this demo keeps the tutorial's API.")
 
 
 @dataclass(frozen=True)
