@@ -162,3 +162,16 @@ def test_with_nothing_set_the_bundled_model_and_corpus_serve_the_app(monkeypatch
     assert any(c.value.startswith("Corpus: Wikitext-2, bundled (33,278 words, 245,569 test tokens)")
                for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
     assert not at.sidebar.warning and not any("No corpus" in i.value for i in at.info)
+
+
+def test_a_corpus_that_is_not_utf8_is_one_clear_message(app_env, monkeypatch, tmp_path):
+    from conftest import write_corpus
+
+    data = write_corpus(tmp_path / "wt2")
+    (data / "train.txt").write_bytes(b"caf\xe9 au lait\n")
+    monkeypatch.setenv("WLM_DATA_DIR", str(data))
+    at = run_app()
+    assert not at.exception
+    assert [e.value for e in at.sidebar.error] == [f"{data / 'train.txt'} is not UTF-8 text (bad byte at offset 3); "
+                                                    "re-save it as UTF-8"]
+    assert len(charts_of(at)) >= 1  # the model's tabs still work
