@@ -5,7 +5,8 @@ from torch import nn
 from torch.ao import quantization as tq
 
 from wlm import lesson_charts
-from wlm.dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, scales_of, sqnr_db
+from wlm.dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, scales_of
+from wlm.fidelity import sqnr_db
 
 from apptest import assert_clean, run_app, takeaways
 

@@ -29,9 +29,10 @@ from torch import nn
 
 from .corpus import Dictionary
 from .errors import WlmError
+from .fidelity import sqnr_db
+from .low_bits import weight_codes
 
 ACTIVATION_QMIN, ACTIVATION_QMAX = 0, 127  # fbgemm's reduce_range: 7 of the 8 bits
-WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
 DEFAULT_CONTEXT = 500  # words of history before a test position (the LSTM's memory of older words is negligible)
 
 _LSTM_LAYER = re.compile(r"rnn\.weight_(ih|hh)_l(\d+)$")
@@ -152,23 +153,6 @@ def quantize_activation(x: torch.Tensor, scale: float, zero_point: int, qmin: in
     return torch.clamp(torch.round(x.float() * inverse + zero_point), qmin, qmax).to(torch.int32)
 
 
-def weight_qparams(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    """Symmetric int8 scales (one, or one per row): the largest |weight| maps to 127.5 steps."""
-    amax = weight.abs().amax(dim=1) if per_channel else weight.abs().max().reshape(1)
-    return torch.clamp(amax / ((WEIGHT_QMAX - WEIGHT_QMIN) / 2), min=torch.finfo(torch.float32).eps)
-
-
-def quantize_weight(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    inverse = (1.0 / scales).float().reshape(-1, 1)
-    return torch.clamp(torch.round(weight.float() * inverse), WEIGHT_QMIN, WEIGHT_QMAX).to(torch.int8)
-
-
-def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
-    noise = float((reference.double() - approx.double()).pow(2).sum())
-    signal = float(reference.double().pow(2).sum())
-    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal > 0 else -math.inf
-
-
 @dataclass(frozen=True)
 class DynamicMultiply:
     """Every stage of ``y = W x + b`` as a dynamically quantized layer computes it."""
@@ -255,8 +239,7 @@ def dynamic_multiply(model: nn.Module, layer_input: LayerInput, per_channel: boo
         raise WlmError(f"{layer_input.layer} takes {weight.shape[1]} inputs, the vector has {x.numel()}")
     x_scale, zero_point = activation_qparams(x)
     codes = quantize_activation(x, x_scale, zero_point)
-    w_scales = weight_qparams(weight, per_channel)
-    w_codes = quantize_weight(weight, w_scales)
+    w_codes, w_scales = weight_codes(weight, 8, per_channel)  # torch's symmetric int8 weights: the 8-bit grid
     # Integer products summed exactly (float64 holds these integers exactly); the kernel uses int32.
     accumulator = (w_codes.double() @ codes.double()).round().to(torch.int64)
     correction = zero_point * w_codes.to(torch.int64).sum(dim=1)

@@ -60,13 +60,19 @@ def scales_for(weight: torch.Tensor, bits: int, per_row: bool) -> torch.Tensor:
     return torch.clamp(amax.float() / ((qmax - qmin) / 2), min=torch.finfo(torch.float32).eps)
 
 
+def weight_codes(weight: torch.Tensor, bits: int, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``weight`` (2-D) as N-bit integer codes (int8) and its scales (shape (1,) or one per row)."""
+    qmin, qmax = levels(bits)
+    scales = scales_for(weight, bits, per_row)
+    # Multiply by the float32 inverse, as torch's int8 kernels do, so 8 bits gives their exact codes.
+    codes = torch.clamp(torch.round(weight.float() * (1.0 / scales).reshape(-1, 1)), qmin, qmax)
+    return codes.to(torch.int8), scales
+
+
 def round_weight(weight: torch.Tensor, bits: int, per_row: bool) -> torch.Tensor:
     """``weight`` (2-D) rounded to its N-bit grid, as float."""
-    qmin, qmax = levels(bits)
-    scales = scales_for(weight, bits, per_row).reshape(-1, 1)
-    # Multiply by the float32 inverse, as torch's int8 kernels do, so 8 bits gives their exact codes.
-    codes = torch.clamp(torch.round(weight.float() * (1.0 / scales)), qmin, qmax)
-    return codes * scales
+    codes, scales = weight_codes(weight, bits, per_row)
+    return codes.float() * scales.reshape(-1, 1)
 
 
 def rounded_names(model: nn.Module, embedding: bool = False) -> list[str]:
