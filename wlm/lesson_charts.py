@@ -9,17 +9,12 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .charts import Figure
+from .charts import Figure, readable
 from .dynamic_multiply import DynamicMultiply, describe_layer
 from .low_bits import CLIFF_NATS, BitsHistogram, sweep_takeaway
 
 HEIGHT = 220
 SCHEME_COLORS = alt.Scale(domain=["per-tensor", "per-row"], range=["#f58518", "#54a24b"])
-
-
-def _readable(chart) -> alt.TopLevelMixin:
-    return chart.configure_axis(labelFontSize=14, titleFontSize=15).configure_legend(
-        labelFontSize=14, titleFontSize=14).configure_title(fontSize=16)
 
 
 # --- A. inside one dynamic multiply -------------------------------------------------------------
@@ -37,7 +32,7 @@ def activation_chart(result: DynamicMultiply) -> Figure:
         tooltip=["what:N", alt.Tooltip("at:Q", format=".4f")])
     text = (f"{result.x.size} float values arrive at {describe_layer(result.layer)} while reading "
             f"'{result.word}'; they span {result.x_min:.3f} to {result.x_max:.3f}.")
-    return Figure(_readable(alt.layer(bars, rules).properties(height=HEIGHT)), text)
+    return Figure(readable(alt.layer(bars, rules).properties(height=HEIGHT)), text)
 
 
 def scales_chart(scales: pd.DataFrame) -> Figure:
@@ -57,7 +52,7 @@ def scales_chart(scales: pd.DataFrame) -> Figure:
         row = table.iloc[0]
         text = (f"Scale {row['scale']:.3g} and zero point {int(row['zero_point'])}, computed from this input's "
                 "min and max at run time; another input gets another scale.")
-    return Figure(_readable(chart), text)
+    return Figure(readable(chart), text)
 
 
 def codes_chart(result: DynamicMultiply) -> Figure:
@@ -74,7 +69,7 @@ def codes_chart(result: DynamicMultiply) -> Figure:
     text = (f"Codes {result.qmin}–{result.qmax} only: on x86 PyTorch keeps activations to 7 bits (reduce_range) so "
             f"the int8 multiply's int16 pair sums cannot overflow; {used} codes used, 0.0 is code "
             f"{result.x_zero_point}, rounding error at most {np.abs(table['error']).max():.2g}.")
-    return Figure(_readable(chart), text)
+    return Figure(readable(chart), text)
 
 
 def weights_chart(result: DynamicMultiply, rows: int = 8, columns: int = 16) -> Figure:
@@ -92,7 +87,7 @@ def weights_chart(result: DynamicMultiply, rows: int = 8, columns: int = 16) -> 
         scale_text = f"one scale for the whole tensor ({float(result.w_scales[0]):.2g})"
     text = (f"The {result.w_codes.shape[0]:,}×{result.w_codes.shape[1]:,} weights were rounded to int8 once, ahead of "
             f"time, with {scale_text}; first {rows} rows × {columns} inputs shown.")
-    return Figure(_readable(chart), text)
+    return Figure(readable(chart), text)
 
 
 def accumulation_chart(result: DynamicMultiply, outputs: int = 64) -> Figure:
@@ -109,7 +104,7 @@ def accumulation_chart(result: DynamicMultiply, outputs: int = 64) -> Figure:
     text = (f"Integer products add up in int32 (largest |sum| {int(np.abs(result.accumulator).max()):,}, "
             f"{result.int32_headroom:.3%} of int32's range); each sum minus zero point × row sum, {how}, "
             f"plus the float bias, is the output.")
-    return Figure(_readable(sums), text)
+    return Figure(readable(sums), text)
 
 
 def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
@@ -130,7 +125,7 @@ def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
     text = (f"{result.output.size:,} outputs: SQNR {result.sqnr_db:.1f} dB (about {result.sqnr_db / 6.02:.1f} bits "
             f"kept): the largest error is {worst:.3g}, "
             f"{worst / max(float(np.abs(result.float_output).max()), 1e-12):.2%} of the largest output.")
-    return Figure(_readable(chart), text)
+    return Figure(readable(chart), text)
 
 
 def moved_scores_chart(table: pd.DataFrame) -> Figure:
@@ -147,7 +142,7 @@ def moved_scores_chart(table: pd.DataFrame) -> Figure:
     top = table.iloc[0]
     text = (f"'{top['word']}' moved most: {top['float_prob']:.2%} → {top['quantized_prob']:.2%} "
             f"(rank {int(top['float_rank'])} → {int(top['quantized_rank'])}).")
-    return Figure(_readable(chart), text)
+    return Figure(readable(chart), text)
 
 
 # --- B. how low can the bits go -----------------------------------------------------------------
@@ -176,7 +171,7 @@ def bits_loss_chart(table: pd.DataFrame) -> Figure:
             y="loss:Q", color=alt.Color("line:N", title="reference", scale=alt.Scale(range=["#555555", "#e45756"])),
             tooltip=["line:N", alt.Tooltip("loss:Q", format=".4f")]))
     chart = alt.layer(*layers).resolve_scale(color="independent").properties(height=300)
-    return Figure(_readable(chart), sweep_takeaway(table) + " The black diamond is the real int8 variant.")
+    return Figure(readable(chart), sweep_takeaway(table) + " The black diamond is the real int8 variant.")
 
 
 def bits_histogram_chart(hist: BitsHistogram, max_levels: int = 64) -> Figure:
@@ -198,4 +193,4 @@ def bits_histogram_chart(hist: BitsHistogram, max_levels: int = 64) -> Figure:
     text = (f"{hist.bits} bits {hist.scheme}: {2 ** hist.bits} levels {hist.scale:.2g} apart{where}; the rounded "
             f"tensor takes {hist.distinct} distinct values, largest rounding error "
             f"{float(np.abs(hist.errors).max()):.2g}.")
-    return Figure(_readable(chart), text)
+    return Figure(readable(chart), text)
