@@ -199,7 +199,8 @@ def sqnr_chart(sqnr: pd.DataFrame) -> Figure:
     if whole.empty:
         return Figure(chart, "No quantized weights to measure.")
     worst = data.loc[data["sqnr_db"].idxmin()]
-    where = worst["weight"] + ("" if worst["gate"] == "all" else f" gate {worst['gate']}")
+    name = worst["weight"] if worst["part"] == "lstm" else f"the {worst['part']}'s {worst['weight']}"
+    where = name + ("" if worst["gate"] == "all" else f" gate {worst['gate']}")
     text = (f"Weakest: {where} at {worst['sqnr_db']:.1f} dB; the median weight keeps "
             f"{whole['sqnr_db'].median():.1f} dB (each 6 dB is about one bit of precision).")
     return Figure(chart, text)
