@@ -5,6 +5,7 @@ a module in ``ui/``, the measurements come from ``wlm`` and the charts from ``wl
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 import streamlit as st
@@ -34,31 +35,51 @@ from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
         "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab}
+log = logging.getLogger("wlm.app")
 
 
 def draw(tab, module, setup: Setup) -> None:
+    """One tab, contained: whatever goes wrong in it is one line in it, and the other tabs still draw."""
     with tab:
         try:
             module.render(setup)
         except WlmError as exc:
-            st.error(str(exc))
+            st.error(hosting.public_message(str(exc), setup.hosted))
+        except Exception as exc:  # a defect, not the visitor's doing: say so in one line, keep the rest going
+            log.exception("the %s tab failed", module.__name__)  # the whole story is in the server's log
+            st.error(hosting.public_message(unexpected(exc), setup.hosted))
+
+
+def unexpected(exc: Exception) -> str:
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    detail = f": {first[:200]}" if first else ""
+    return (f"This part of the page hit an unexpected error ({type(exc).__name__}{detail}). The other tabs still "
+            "work; reload the page to try again.")
 
 
 def main() -> None:
     try:
-        hosted = hosting.hosted_mode()
+        mode = hosting.serving_mode(st.get_option("server.address"))
     except WlmError as exc:
         st.error(str(exc))
         st.stop()
+    hosted = mode.hosted
     if hosted:
         st.set_option("client.showErrorDetails", "none")  # visitors never see a traceback
+    if mode.note:
+        st.sidebar.info(mode.note)
     use_one_thread()
     init_from_query_params(hosted)
     config, spec = sidebar(hosted)
-    setup = resolve_setup(config, spec)
+    try:
+        setup = resolve_setup(config, spec)
+    except Exception as exc:  # reading or quantizing the model failed in a way no check foresaw
+        log.exception("setting up the model failed")
+        st.error(hosting.public_message(unexpected(exc), hosted))
+        setup = None
     starting.empty()
     if setup is None:
-        corpus_panel()  # the sidebar still says where the corpus is, or how to get it
+        corpus_panel(hosted)  # the sidebar still says where the corpus is, or how to get it
         return
     tabs = dict(zip(TABS, st.tabs(list(TABS), default=opening_tab(list(TABS)))))
     draw(tabs["Model"], model_tab, setup)

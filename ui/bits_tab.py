@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from wlm import charts, lesson_charts
+from wlm import charts, hosting, lesson_charts
 from wlm.generate import agreement, generate
 from wlm.low_bits import (
     DEFAULT_TOKENS,
@@ -17,13 +17,10 @@ from wlm.low_bits import (
     weight_names,
 )
 
+from .cached import heavy_turn
 from .setup import Setup
 from .widgets import need_corpus, remembered_button, show, token_slider
 
-# A shared server keeps one request near 30 s. The whole sweep (16 evaluations) on 2,000 test tokens took
-# 23 s on one thread of an Intel Xeon with AVX-512 VNNI (2 cores, fairly quiet); a busy server runs about
-# twice as slow, so 1,200 tokens keep it near 30 s there.
-HOSTED_TOKENS = 1_200
 MAX_TOKENS = 5 * DEFAULT_TOKENS  # a longer sweep teaches nothing more, and a slider over all 245k tokens is unusable
 TEXT_WORDS, TEXT_TEMPERATURE = 80, 1.0
 SIMULATED_NOTE = (
@@ -44,7 +41,8 @@ def sweep_points(source_key: str, corpus_key: str) -> dict:
 
 @st.cache_data(show_spinner="Timing a short probe to estimate the sweep…", max_entries=16)
 def sweep_estimate(source_key: str, corpus_key: str, tokens: int, embedding: bool, _model, _ids) -> float:
-    return estimate_sweep_seconds(_model, _ids, max_tokens=tokens, embedding=embedding)
+    with heavy_turn("sweep_estimate", source_key, corpus_key, tokens, embedding):
+        return estimate_sweep_seconds(_model, _ids, max_tokens=tokens, embedding=embedding)
 
 
 def run_sweep(source_key: str, corpus_key: str, tokens: int, embedding: bool, _model, _ids):
@@ -58,15 +56,17 @@ def run_sweep(source_key: str, corpus_key: str, tokens: int, embedding: bool, _m
         bar.progress(min(1.0, (len(seen) - 1 + done / max(total, 1)) / points),
                      text=f"Evaluating {label} ({len(seen)} of {points}): {done:,}/{total:,} tokens")
 
-    table = sweep(_model, _ids, max_tokens=tokens, embedding=embedding, progress=progress,
-                  cache=sweep_points(source_key, corpus_key))
+    with heavy_turn("run_sweep", source_key, corpus_key, tokens, embedding):
+        table = sweep(_model, _ids, max_tokens=tokens, embedding=embedding, progress=progress,
+                      cache=sweep_points(source_key, corpus_key))
     bar.empty()
     return table
 
 
 @st.cache_resource(show_spinner="Rounding the weights…", max_entries=3)
 def simulated_model(source_key: str, bits: int, scheme: str, embedding: bool, _model):
-    return simulate(_model, bits, scheme, embedding)
+    with heavy_turn("simulated_model", source_key, bits, scheme, embedding):
+        return simulate(_model, bits, scheme, embedding)
 
 
 @st.cache_data(show_spinner="Writing with both models…", max_entries=32)
@@ -101,13 +101,13 @@ def render(setup: Setup) -> None:
     st.subheader("Loss against bits")
     if need_corpus(setup):
         hosted = setup.hosted  # a shared server (wlm.hosting): one request kept near 30 s
-        total = min(len(setup.test_ids), HOSTED_TOKENS if hosted else MAX_TOKENS)
+        total = min(len(setup.test_ids), hosting.MAX_BITS_TOKENS if hosted else MAX_TOKENS)
         tokens = token_slider("Test tokens", total, DEFAULT_TOKENS, "bits_tokens",
                               help="Every width of both schemes, the float model and the real int8 variant are "
                                    "scored on the same first tokens of the test split.")
         if hosted:
-            st.caption(f"This shared server sweeps at most {HOSTED_TOKENS:,} tokens, so that one request stays "
-                       "near 30 s.")
+            st.caption(f"This shared server sweeps at most {hosting.MAX_BITS_TOKENS:,} tokens, so that one request "
+                       "stays near 30 s.")
         estimate = sweep_estimate(setup.source_key, setup.corpus_key, tokens, embedding, setup.model, setup.test_ids)
         st.caption(f"The sweep scores {2 + len(SWEEP_BITS) * len(SCHEMES)} models (float, real int8, 8 to 2 bits "
                    f"per tensor and per row) on {tokens:,} tokens: {_seconds(estimate)} here, one thread "

@@ -7,7 +7,10 @@ spec) say what they are.
 from __future__ import annotations
 
 import contextlib
-import os
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Callable
 
 import pandas as pd
 import streamlit as st
@@ -25,20 +28,64 @@ from wlm.onnx_engine import onnx_model
 from wlm.quantize import PRESETS, QuantSpec, quantize
 from wlm.sizes import size_by_part, weights_per_part
 from wlm.surprisal import surprisal_pair
-from wlm.threads import num_threads
+from wlm.threads import num_threads, rest_at
 
 from .widgets import progress_bar
 
-CPUS = os.cpu_count() or 1  # the thread sweep goes up to this, and so does the sidebar's slider
+CPUS = hosting.usable_cpus()  # the cores this process may use: the sidebar's slider goes up to this
+
+
+# --- what survives a clear-cache message ------------------------------------------------------------------------
+# Streamlit empties every st.cache_resource of the server when any browser sends a clear_cache message, and no
+# setting refuses it. The shared models are therefore also held here, by the process itself (the last few of
+# each kind, as st.cache_resource keeps): after such a message the cached functions run again and find them in a
+# lookup, instead of every session waiting while the corpus, the model and its variants are read and quantized
+# again. Only what the server provides is held (the corpus, models from the server's own files and their
+# variants); an upload is the visitor's, and leaves memory when Streamlit's cache lets it go.
+
+class _Held:
+    """The ``size`` most recently used values of one kind, by key."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, make: Callable[[], object]):
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = make()  # outside the lock: reading a corpus must not stop another kind's lookup
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+
+_HELD_CORPORA, _HELD_MODELS, _HELD_PARTS, _HELD_VARIANTS = _Held(2), _Held(3), _Held(3), _Held(3)
+
+
+def _held(held: _Held, key, make: Callable[[], object], keep: bool = True):
+    return held.get(key, make) if keep else make()
+
+
+def _is_upload(source_key: str) -> bool:
+    return source_key.startswith("upload:")
 
 
 # --- shared resources ------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner="Reading the corpus…", max_entries=2)
 def load_corpus(path: str) -> Corpus:
-    corpus = Corpus(path)
-    release_memory()  # the word lists read on the way are gone
-    return corpus
+    def read() -> Corpus:
+        corpus = Corpus(path)
+        release_memory()  # the word lists read on the way are gone
+        return corpus
+
+    return _held(_HELD_CORPORA, path, read)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
@@ -46,57 +93,87 @@ def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedM
     """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given."""
     if kind == "upload":
         loaded = load_checkpoint_bytes(_data, location.split("|", 1)[0])
-    else:
+        release_memory()
+        return loaded
+
+    def read() -> LoadedModel:
         loaded = load_model(None if kind == "bundled" else location)
-    release_memory()
-    return loaded
+        release_memory()
+        return loaded
+
+    return _held(_HELD_MODELS, (kind, location), read)
 
 
 @st.cache_resource(max_entries=3)
 def quantized_parts(source_key: str) -> dict:
     """Quantized parts of a source's model, lent from one variant to the next (7 kinds at most:
     8- or 4-bit embedding, qint8 or float16 LSTM, three decoders), so a toggle quantizes only what changed."""
-    return {}
+    return _held(_HELD_PARTS, source_key, dict, keep=not _is_upload(source_key))
 
 
 @st.cache_resource(show_spinner="Quantizing…", max_entries=3)
 def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
     """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
-    variant = quantize(_model, spec, quantized_parts(source_key))
-    release_memory()  # the temporary copies of the quantized parts
-    return variant
+    def make() -> torch.nn.Module:
+        variant = quantize(_model, spec, quantized_parts(source_key))
+        release_memory()  # the temporary copies of the quantized parts
+        return variant
+
+    return _held(_HELD_VARIANTS, (source_key, spec), make, keep=not _is_upload(source_key))
 
 
-@st.cache_resource
 def use_one_thread() -> None:
     # One word at a time through a batch-1 LSTM is too little work to split across threads; extra
     # threads only wait on each other, and on a busy machine they make generation many times slower.
-    # Speed measurements set their own count (sidebar) for their duration.
-    torch.set_num_threads(1)
+    # Speed measurements set their own count (sidebar) for their duration and then return to this one,
+    # whatever count they found (another session's sweep may be running at two). Each page run is a new
+    # thread, which starts from the last count any thread set: it sets its own.
+    rest_at(hosting.THREADS)
 
 
 WAITED = "_waited"  # session state: the measurements of this session that queued behind another session's
+OWNER = "_queue_owner"  # session state: this session's name in the server's queues
+
+
+def _owner() -> str:
+    """This session's place-holder name in the queues: one place per session, whatever it asks."""
+    return st.session_state.setdefault(OWNER, uuid.uuid4().hex)
+
+
+@contextlib.contextmanager
+def _turn(queue: hosting.FairQueue, measurement: tuple):
+    """A slot of ``queue`` for one piece of work, taken inside the cached function so a cached result never
+    queues. While the work waits, the page shows its place in the queue (updated as it moves up); afterwards
+    the session remembers that ``measurement`` (the cached function's name and its keys) waited, for
+    ``waited_caption``. The placeholder is made in here so that a cache hit replays it filled and cleared,
+    that is as nothing."""
+    waiting = st.empty()
+
+    def say_where_it_waits(place: int) -> None:
+        # Called about twice a second: besides moving the place, the call lets Streamlit end the wait of a
+        # page that reran or closed, so an abandoned request gives its place up at once.
+        waiting.info(hosting.waiting_message(place), icon=":material/hourglass_top:")
+
+    with queue.hold(_owner(), say_where_it_waits) as waited:
+        waiting.empty()
+        if waited:
+            st.session_state.setdefault(WAITED, set()).add(measurement)
+        yield
 
 
 @contextlib.contextmanager
 def timing_turn(*measurement):
-    """The server's timing lock for one measurement, taken inside the cached function so a cached
-    result never queues. torch's thread count is process-wide, and timings taken while another session
-    computes are meaningless; speed measurements therefore run one at a time.
+    """The server's timing queue for one speed measurement: torch's thread count is process-wide, and
+    timings taken while another session computes are meaningless, so they run one at a time."""
+    with _turn(hosting.SERVER_LOCK, measurement):
+        yield
 
-    While another session's measurement runs, the page says so; afterwards the session remembers that
-    ``measurement`` (the cached function's name and its keys) waited, for ``waited_caption``. The
-    placeholder is made in here so that a cache hit replays it filled and cleared, that is as nothing.
-    """
-    waiting = st.empty()
 
-    def say_it_waits():
-        waiting.info(hosting.WAITING_MESSAGE, icon=":material/hourglass_top:")
-
-    with hosting.SERVER_LOCK.hold(say_it_waits) as waited:
-        waiting.empty()
-        if waited:
-            st.session_state.setdefault(WAITED, set()).add(measurement)
+@contextlib.contextmanager
+def heavy_turn(*work):
+    """One of the server's few slots for heavy untimed work (temporary model copies, exports), so that many
+    visitors asking at once queue instead of filling the server's memory."""
+    with _turn(hosting.HEAVY_WORK, work):
         yield
 
 
@@ -110,7 +187,8 @@ def waited_caption(*measurement) -> None:
 @st.cache_resource(show_spinner="Exporting to ONNX and quantizing (once per model)…", max_entries=2)
 def onnx_int8(source_key: str, _model):
     """ONNX Runtime's int8 model of a source (files cached on disk, the session shared here)."""
-    return onnx_model(_model, "int8", threads=1)
+    with heavy_turn("onnx_int8", source_key):
+        return onnx_model(_model, "int8", threads=1)
 
 
 # --- measured results ------------------------------------------------------------------------
@@ -170,17 +248,19 @@ def tradeoff_table(source_key: str, corpus_key: str, tokens: int, threads: int, 
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def sweep_table(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, _model, _ids):
-    with timing_turn("sweep_table", source_key, corpus_key, spec, tokens), st.spinner("Timing every thread count…"):
-        sweep = thread_sweep(_model, _ids, [PRESETS["fp32"], spec], list(range(1, CPUS + 1)), tokens)
+def sweep_table(source_key: str, corpus_key: str, spec: QuantSpec, tokens: int, hosted: bool, _model, _ids):
+    with timing_turn("sweep_table", source_key, corpus_key, spec, tokens, hosted), \
+            st.spinner("Timing every thread count…"):
+        sweep = thread_sweep(_model, _ids, [PRESETS["fp32"], spec], hosting.sweep_threads(hosted), tokens)
     release_memory()
     return sweep
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def fidelity_result(source_key: str, corpus_key: str, spec: QuantSpec | str, tokens: int, _float, _quant, _ids):
-    bar, report = progress_bar("Comparing outputs")
-    result = output_fidelity(_float, _quant, _ids, max_tokens=tokens, progress=report)
+    with heavy_turn("fidelity_result", source_key, corpus_key, spec, tokens):
+        bar, report = progress_bar("Comparing outputs")
+        result = output_fidelity(_float, _quant, _ids, max_tokens=tokens, progress=report)
     bar.empty()
     return result
 

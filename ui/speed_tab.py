@@ -8,7 +8,7 @@ from wlm.benchmark import engine_labels
 from wlm.errors import WlmError
 from wlm.quantize import PRESETS, QuantSpec
 
-from .cached import CPUS, default_tokens, sweep_table, variant_table, waited_caption
+from .cached import default_tokens, sweep_table, variant_table, waited_caption
 from .setup import Setup
 from .widgets import need_corpus, remembered_button, show, token_slider
 
@@ -63,8 +63,9 @@ def render(setup: Setup) -> None:
     sweep_tokens = max(min(len(setup.test_ids), 100), int(tokens) // 4)
     if setup.hosted:
         sweep_tokens = hosting.clamp_tokens(sweep_tokens, hosting.MAX_SWEEP_TOKENS).tokens
-    st.caption(f"Float vs {sweep_spec.label} at 1 … {CPUS} threads on {sweep_tokens:,} tokens.")
-    sweep_request = (setup.source_key, setup.corpus_key, sweep_spec, sweep_tokens)
+    top = hosting.sweep_threads(setup.hosted)[-1]
+    st.caption(f"Float vs {sweep_spec.label} at 1 … {top} threads on {sweep_tokens:,} tokens.")
+    sweep_request = (setup.source_key, setup.corpus_key, sweep_spec, sweep_tokens, setup.hosted)
     if remembered_button("Sweep threads", "sweep_go", sweep_request):
         show(charts.thread_chart(sweep_table(*sweep_request, setup.model, setup.test_ids)))
         waited_caption("sweep_table", *sweep_request)

@@ -9,12 +9,12 @@ import importlib.util
 
 import streamlit as st
 
-from wlm import charts
+from wlm import charts, hosting
 from wlm.memory import release_memory
 from wlm.threads import num_threads
 from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
-from .cached import timing_turn, waited_caption
+from .cached import heavy_turn, timing_turn, waited_caption
 from .setup import Setup, link_to_tab
 from .widgets import need_corpus
 
@@ -54,17 +54,24 @@ def _quantized_lesson(source_key: str, _setup: Setup) -> LessonRun:
 def _lesson(number: int, source_key: str, corpus_key: str, seed: int, tokens: int, _setup: Setup) -> LessonRun:
     earlier = {5: _quantized_lesson(source_key, _setup).values} if 5 in LESSONS[number - 1].needs else {}
     if number != 7:
-        run = run_lesson(number, _names(_setup, tokens), earlier)
-        release_memory()  # lesson 6's serialized copies, lesson 8's variants
+        with heavy_turn("walk_lesson", number, source_key):  # lesson 6 serializes copies, lesson 8 makes variants
+            run = run_lesson(number, _names(_setup, tokens), earlier)
+        release_memory()
         return run
     # A timing: alone on the server, on one thread, as the tutorial.
     with timing_turn("walk_lesson", number, source_key, corpus_key, seed, tokens), num_threads(1):
         return run_lesson(number, _names(_setup, tokens), earlier)
 
 
+def bounded_tokens(tokens: int, setup: Setup) -> int:
+    """Whatever the page sent, a shared server's lesson holds the timing queue for seconds, not minutes."""
+    return hosting.clamp_tokens(tokens, hosting.MAX_TOKENS).tokens if setup.hosted else tokens
+
+
 def lesson_run(number: int, setup: Setup, tokens: int = DEFAULT_TOKENS) -> LessonRun:
     if number == 5:
         return _quantized_lesson(setup.source_key, setup)
+    tokens = bounded_tokens(tokens, setup)
     # Only what a lesson reads is in its key: lesson 4 the seed, lesson 7 the tokens.
     key = (number, setup.source_key, setup.corpus_key if number in (2, 7) else "", setup.seed if number == 4 else 0,
            tokens if number == 7 else 0)
@@ -117,14 +124,18 @@ def _beyond_links() -> None:
     st.info(TORCHAO_NOTE)
 
 
-def _tokens(total: int) -> int:
-    """How many test tokens step 7 evaluates: a few round sizes, up to the whole split (the tutorial's choice)."""
-    sizes = [n for n in (500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if n < total] + [total]
+def _tokens(total: int, hosted: bool) -> int:
+    """How many test tokens step 7 evaluates: a few round sizes, up to the whole split (the tutorial's choice),
+    or up to the hosted bound on a shared server."""
+    limit = min(total, hosting.MAX_TOKENS) if hosted else total
+    sizes = [n for n in (500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if n < limit] + [limit]
     if len(sizes) == 1:
-        return total
+        return limit
     default = DEFAULT_TOKENS if DEFAULT_TOKENS in sizes else sizes[0]
-    return st.select_slider("Test tokens (the first of the test split; the last choice is all of it, as the "
-                            "tutorial)", sizes, default, format_func=lambda n: f"{n:,}", key="walk_tokens")
+    label = (f"Test tokens (the first of the test split; this shared server times at most {limit:,})" if hosted
+             and limit < total else "Test tokens (the first of the test split; the last choice is all of it, as "
+             "the tutorial)")
+    return st.select_slider(label, sizes, default, format_func=lambda n: f"{n:,}", key="walk_tokens")
 
 
 def _card(number: int, setup: Setup) -> None:
@@ -137,7 +148,7 @@ def _card(number: int, setup: Setup) -> None:
                + (", `quantized` what step 5 made" if lesson.needs else "")
                + (", `tokens` the slider below" if number == 7 else "") + ".")
     if number == 7:
-        tokens = _tokens(len(setup.test_ids))
+        tokens = bounded_tokens(_tokens(len(setup.test_ids), setup.hosted), setup)
     st.markdown("**What it printed, run now**")
     run = lesson_run(number, setup, tokens)
     if number == 3:

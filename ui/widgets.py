@@ -33,7 +33,9 @@ def token_slider(label: str, total: int, default: int, key: str, help: str | Non
     """A slider over a prefix of the test split, in steps of 100 tokens (of 1 for a tiny split)."""
     step = 100 if total >= 1000 else 1
     low = min(step, total - 1) if step > 1 else 2
-    return int(st.slider(label, low, total, max(low, min(default, total)), step, key=key, help=help))
+    value = int(st.slider(label, low, total, max(low, min(default, total)), step, key=key, help=help))
+    # The range bounds the widget, not what a script may send as its value: the server bounds it again.
+    return min(max(value, low), total)
 
 
 def need_corpus(setup: Setup) -> bool:

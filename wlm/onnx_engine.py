@@ -11,16 +11,18 @@ which lets ``wlm.evaluate.evaluate`` and ``wlm.fidelity.output_fidelity`` run on
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .cache import cache_root, prune, touch, write_atomically
+from .cache import cache_root, in_use, prune, touch, write_atomically
 from .errors import WlmError
 
 ENGINES = ("torch", "onnxruntime")
@@ -118,6 +120,14 @@ def quantize_onnx(source: Path, path: Path) -> None:
 
 def onnx_files(model: nn.Module, cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Paths of the fp32 and int8 ONNX files for ``model``, exporting and quantizing them if not cached."""
+    with _cached_export(model, cache_dir) as paths:
+        return paths
+
+
+@contextlib.contextmanager
+def _cached_export(model: nn.Module, cache_dir: str | Path | None = None) -> Iterator[dict[str, Path]]:
+    """``onnx_files``'s paths, with the export's folder kept from pruning for the block (another session or
+    server pruning the cache must not delete the files this one is writing or about to load)."""
     require_onnxruntime()
     _check_float(model)
     options = export_options()
@@ -129,17 +139,19 @@ def onnx_files(model: nn.Module, cache_dir: str | Path | None = None) -> dict[st
     except OSError as exc:
         raise WlmError(f"cannot create the ONNX cache folder {folder} ({exc}); set WLM_CACHE_DIR to a writable "
                        "folder") from None
-    paths = {"fp32": folder / "model.fp32.onnx", "int8": folder / "model.int8.onnx"}
-    if not paths["fp32"].is_file():
-        write_atomically(paths["fp32"], lambda tmp: export_onnx(model, tmp))
-    if not paths["int8"].is_file():
-        write_atomically(paths["int8"], lambda tmp: quantize_onnx(paths["fp32"], tmp))
-    options_file = folder / "options.json"
-    if not options_file.is_file():
-        options_file.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
-    touch(folder)
-    prune(root, KEEP_EXPORTS)
-    return paths
+    with in_use(folder):
+        paths = {"fp32": folder / "model.fp32.onnx", "int8": folder / "model.int8.onnx"}
+        if not paths["fp32"].is_file():
+            write_atomically(paths["fp32"], lambda tmp: export_onnx(model, tmp))
+        if not paths["int8"].is_file():
+            write_atomically(paths["int8"], lambda tmp: quantize_onnx(paths["fp32"], tmp))
+        options_file = folder / "options.json"
+        if not options_file.is_file():
+            write_atomically(options_file, lambda tmp: tmp.write_text(json.dumps(options, indent=2) + "\n",
+                                                                      encoding="utf-8"))
+        touch(folder)
+        prune(root, KEEP_EXPORTS)
+        yield paths
 
 
 class OnnxModel:
@@ -161,12 +173,10 @@ class OnnxModel:
         except Exception as exc:
             raise WlmError(f"ONNX Runtime cannot load {self.path} ({exc}); delete the file so it is exported "
                            "again") from None
+        self.size_bytes = self.path.stat().st_size  # now: a later prune may delete the file, not the session
         h0 = {i.name: i.shape for i in self.session.get_inputs()}["h0"]
         self.nlayers, self.nhid = int(h0[0]), int(h0[2])
 
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size
 
     def init_hidden(self, bsz: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (self.nlayers, bsz, self.nhid)
@@ -188,4 +198,5 @@ def onnx_model(model: nn.Module, variant: str = "int8", *, threads: int | None =
     """``model`` under ONNX Runtime, as the float export (``fp32``) or quantize_dynamic's ``int8``."""
     if variant not in ORT_VARIANTS:
         raise WlmError(f"unknown onnxruntime variant {variant!r}; choose from {', '.join(ORT_VARIANTS)}")
-    return OnnxModel(onnx_files(model, cache_dir)[variant], threads=threads)
+    with _cached_export(model, cache_dir) as paths:  # kept until the session has read the file
+        return OnnxModel(paths[variant], threads=threads)
