@@ -22,7 +22,7 @@ from wlm.dynamic_multiply import (
 from wlm.errors import WlmError
 
 from .setup import Setup
-from .widgets import show
+from .widgets import error, show
 
 PROMPT, POSITION = "Last word of a prompt", "A test position"
 
@@ -88,7 +88,7 @@ def render(setup: Setup) -> None:
         result, scales, moved = multiply_lesson(setup.source_key, setup.corpus_key, layer, source, second, per_channel,
                                                 setup.model, setup.dictionary, setup.test_ids)
     except WlmError as exc:
-        st.error(str(exc))
+        error(exc, setup)
         return
     st.caption(f"Input: the vector arriving at {describe_layer(layer)} — {result.source}, reading "
                f"'{result.word}'. {result.x.size:,} inputs, {result.output.size:,} outputs.")

@@ -10,7 +10,7 @@ from wlm.quantize import PRESETS, QuantSpec
 
 from .cached import default_tokens, sweep_table, variant_table, waited_caption
 from .setup import Setup
-from .widgets import need_corpus, remembered_button, show, token_slider
+from .widgets import error, need_corpus, remembered_button, show, token_slider
 
 BOUND_NOTE = "This shared server measures at most {:,} tokens per request, so no one waits long for a measurement."
 
@@ -47,7 +47,7 @@ def render(setup: Setup) -> None:
         try:
             table = engine_labels(variant_table(*request, setup.model, setup.test_ids, engines))
         except WlmError as exc:
-            st.error(str(exc))
+            error(exc, setup)
             return
         waited_caption("variant_table", *request, engines)
         st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",

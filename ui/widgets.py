@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from wlm import charts
+from wlm import charts, hosting
 
 if TYPE_CHECKING:
     from .setup import Setup
@@ -44,3 +44,8 @@ def need_corpus(setup: Setup) -> bool:
         st.info(setup.missing)
         return False
     return True
+
+
+def error(exc: Exception | str, setup: Setup) -> None:
+    """One error line; on a shared server it names no server path (``hosting.public_message``)."""
+    st.error(hosting.public_message(str(exc), setup.hosted))
