@@ -21,7 +21,7 @@ from .cached import (
 )
 from .setup import Setup
 from .speed_tab import BOUND_NOTE, token_limit
-from .widgets import need_corpus, remembered_button, show, token_slider
+from .widgets import bounded_text, error, need_corpus, remembered_button, show, token_slider
 
 
 def _default_prompt(dictionary: Dictionary) -> str:
@@ -38,11 +38,12 @@ def render(setup: Setup) -> None:
         st.subheader("Next word")
         c1, c2 = st.columns([3, 1])
         prompt = c1.text_input("Prompt", _default_prompt(setup.dictionary), key="fid_prompt")
+        prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c1)
         k = c2.slider("Top k", 3, 20, 8, key="fid_k")
         try:
             show(charts.next_word_chart(next_words(setup.source_key, setup.spec, prompt, k, *args, setup.dictionary)))
         except WlmError as exc:
-            st.error(str(exc))
+            error(exc, setup)
     else:
         st.info(setup.missing)
 
@@ -60,7 +61,7 @@ def render(setup: Setup) -> None:
                 other = onnx_int8(setup.source_key, setup.model) if ort else setup.quant
                 result = fidelity_result(*request, setup.model, other, setup.test_ids)
             except WlmError as exc:
-                st.error(str(exc))
+                error(exc, setup)
             else:
                 c = st.columns(4)
                 c[0].metric("Top-1 agreement", f"{result.top1_agreement:.2%}")
@@ -80,12 +81,13 @@ def render(setup: Setup) -> None:
     st.subheader("How surprised is each model?")
     if setup.dictionary is not None:
         text = st.text_area("Paste any text", "the cat sat on the mat and the dog ran", key="sur_text")
+        text = bounded_text(setup, text, hosting.MAX_TEXT_WORDS, hosting.MAX_TEXT_CHARS)
         try:
             table = surprisal(setup.source_key, setup.spec, text, *args, setup.dictionary)
             st.markdown(charts.surprisal_html(table), unsafe_allow_html=True)
             st.caption(f"**Takeaway:** {charts.surprisal_takeaway(table)} Darker = more surprised (per-word loss).")
         except WlmError as exc:
-            st.error(str(exc))
+            error(exc, setup)
 
     st.subheader("Which variant to pick")
     if need_corpus(setup):

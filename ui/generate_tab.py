@@ -6,12 +6,13 @@ import time
 
 import streamlit as st
 
-from wlm import charts
+from wlm import charts, hosting
 from wlm.corpus import EOS
 from wlm.errors import WlmError
 from wlm.generate import MAX_WORDS, Agreement, agreement, first_difference, generate_side_by_side
 
 from .setup import Setup
+from .widgets import bounded_text, error
 
 MAX_APP_WORDS = min(1000, MAX_WORDS)
 
@@ -38,7 +39,9 @@ def render(setup: Setup) -> None:
     c1, c2, c3 = st.columns([2, 1, 3])
     temperature = c1.slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature")
     words = c2.number_input("Words", 1, MAX_APP_WORDS, 100, key="gen_words")
+    words = min(max(int(words), 1), MAX_APP_WORDS)  # the range bounds the box, not what a script may send
     prompt = c3.text_input("Prompt (optional)", key="gen_prompt")
+    prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c3)
     st.caption(f"Seed {setup.seed} (sidebar). {charts.TICKETS_EXPLAINED}")
     unknown = [w for w in prompt.split() if w not in setup.dictionary.word2idx]
     if unknown:
@@ -71,7 +74,7 @@ def render(setup: Setup) -> None:
                         box.markdown("".join(_markdown_word(w) for w in texts[name]))
                     shown = time.perf_counter()
         except WlmError as exc:
-            st.error(str(exc))
+            error(exc, setup)
             return
         st.session_state["gen_result"] = {**texts, "seconds": seconds, "request": request,
                                           "first_difference": first_difference(*texts.values())}

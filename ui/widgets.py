@@ -49,3 +49,16 @@ def need_corpus(setup: Setup) -> bool:
 def error(exc: Exception | str, setup: Setup) -> None:
     """One error line; on a shared server it names no server path (``hosting.public_message``)."""
     st.error(hosting.public_message(str(exc), setup.hosted))
+
+
+def bounded_text(setup: Setup, text: str, max_words: int, max_chars: int, box=st) -> str:
+    """``text`` as the server works on it. On a shared server that is its first ``max_words`` words within
+    ``max_chars`` characters, with a note in ``box`` (under the text's box) when some were cut: the bound holds
+    for the value the server received, since a link or a script sends any length whatever the box allows. On
+    a laptop it is all of ``text``: models read in chunks, so a long text costs time, not memory."""
+    if not setup.hosted:
+        return text
+    bounded = hosting.bound_text(text, max_words, max_chars)
+    if bounded.note:
+        box.info(bounded.note)
+    return bounded.text

@@ -6,6 +6,9 @@ trick, an exact draw from the model's distribution. Two models given the same se
 tickets, so they pick the same word with a probability close to the overlap of their two
 distributions (1 - total variation). Where their texts part therefore measures how far apart they
 are, and each text still depends only on its model, the seed, the temperature and the prompt.
+
+A model reads a prompt, or any text (``read_chunks``, shared with ``next_word`` and ``surprisal``), a chunk
+at a time, so a long one costs time but no more memory than a short one.
 """
 from __future__ import annotations
 
@@ -78,6 +81,39 @@ def pick(logits: np.ndarray, gumbel: np.ndarray, temperature: float, scratch: np
     return int(scratch.argmax())
 
 
+# --- reading a text or a prompt -----------------------------------------------------------------
+
+READ_CHUNK = 64  # ids a model reads at once: its logits ([chunk x vocabulary]) are all a text costs in memory
+
+
+@torch.no_grad()
+def read_chunks(model: nn.Module, ids: list[int]) -> Iterator[tuple[int, torch.Tensor, tuple]]:
+    """Feed ``ids`` to ``model`` ``READ_CHUNK`` at a time from a fresh state, the hidden state carried from
+    chunk to chunk; yields (offset of the chunk in ``ids``, its logits [chunk, vocabulary], the hidden state
+    after it).
+
+    Reading a whole text at once would hold logits for every position: 20,000 words of a 33,278-word
+    vocabulary are 2.7 GB in float32. A float model's logits are the one-shot ones to float rounding; a
+    dynamically quantized one picks its activation scales per call, so its logits follow the chunking
+    (by quantization noise), as they do in ``evaluate``'s chunks.
+    """
+    model.eval()
+    hidden = model.init_hidden(1)
+    for start in range(0, len(ids), READ_CHUNK):
+        chunk = torch.tensor(ids[start:start + READ_CHUNK], dtype=torch.long).view(-1, 1)
+        logits, hidden = model(chunk, hidden)
+        yield start, logits[:, 0], hidden
+
+
+def read_prompt(model: nn.Module, ids: list[int]) -> tuple[torch.Tensor, tuple]:
+    """The model's logits for the word after ``ids`` (at least one) and its hidden state there."""
+    if not ids:  # callers start an empty prompt from a word of their own (a line break, a seeded word)
+        raise ValueError("read_prompt needs at least one id")
+    for _, logits, hidden in read_chunks(model, ids):
+        last = logits[-1].clone()  # not a view: the chunk's logits are freed as the next chunk comes
+    return last, hidden
+
+
 class _Reader:
     """A model reading one word at a time; ``logits`` are its scores for the next word (a numpy view)."""
 
@@ -85,8 +121,8 @@ class _Reader:
         model.eval()
         self.model = model
         self.input = torch.empty((1, 1), dtype=torch.long)  # reused every step
-        out, self.hidden = model(torch.tensor(start_ids, dtype=torch.long).view(-1, 1), model.init_hidden(1))
-        self.logits = self._last(out)
+        logits, self.hidden = read_prompt(model, start_ids)
+        self.logits = logits.float().numpy()
 
     @staticmethod
     def _last(out: torch.Tensor) -> np.ndarray:

@@ -7,7 +7,7 @@ from torch import nn
 
 from .corpus import EOS, Dictionary
 from .errors import WlmError
-from .generate import encode_prompt
+from .generate import encode_prompt, read_prompt
 
 
 def _context_ids(dictionary: Dictionary, prompt: str | None) -> tuple[list[int], list[str]]:
@@ -22,9 +22,9 @@ def _context_ids(dictionary: Dictionary, prompt: str | None) -> tuple[list[int],
 
 @torch.no_grad()
 def _next_word_probs(model: nn.Module, ids: list[int]) -> torch.Tensor:
-    model.eval()
-    logits, _ = model(torch.tensor(ids, dtype=torch.long).view(-1, 1), model.init_hidden(1))
-    return torch.softmax(logits[-1, 0].double(), dim=-1)
+    # Read in chunks: only the last position's logits are wanted, so a long prompt costs no more memory.
+    logits, _ = read_prompt(model, ids)
+    return torch.softmax(logits.double(), dim=-1)
 
 
 def top_next_words(model: nn.Module, dictionary: Dictionary, prompt: str | None, k: int = 10) -> pd.DataFrame:
