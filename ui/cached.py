@@ -89,10 +89,11 @@ def load_corpus(path: str) -> Corpus:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
-def load_source(kind: str, location: str, _data: bytes | None = None) -> LoadedModel:
-    """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given."""
+def load_source(kind: str, location: str, _data: bytes | None = None, max_params: int | None = None) -> LoadedModel:
+    """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given, and
+    an upload has at most ``max_params`` parameters (None: any size, as on a laptop)."""
     if kind == "upload":
-        loaded = load_checkpoint_bytes(_data, location.split("|", 1)[0])
+        loaded = load_checkpoint_bytes(_data, location.split("|", 1)[0], max_params=max_params)
         release_memory()
         return loaded
 

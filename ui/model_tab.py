@@ -1,9 +1,15 @@
 """The Model tab: what quantizing does to each part's size, the architectures, and the quantized model's download."""
 from __future__ import annotations
 
+import weakref
+from typing import Callable
+
 import streamlit as st
+from torch import nn
 
 from wlm import charts
+from wlm.errors import WlmError
+from wlm.quantize import QuantSpec, quantize
 from wlm.quantized_file import load_note, quantized_bytes
 from wlm.sizes import part_table
 
@@ -37,8 +43,29 @@ def render(setup: Setup) -> None:
     with right.expander("Quantized architecture"):
         st.text(str(quant))
     file_name = f"wlm-{spec.label.replace(' ', '-').replace('+', '_')}.pt"
-    st.download_button("Download the quantized model", data=lambda: quantized_bytes(quant),
+    st.download_button("Download the quantized model", data=download_bytes(quant, model, spec),
                        file_name=file_name, mime="application/octet-stream", on_click="ignore",
                        help="torch.save of its state_dict (LSTM weights as plain tensors)")
     st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
     st.code(load_note(model.config, spec, file_name), language="python")
+
+
+def download_bytes(quant: nn.Module, model: nn.Module, spec: QuantSpec) -> Callable[[], bytes]:
+    """The download button's callable: the file of the quantized model, made when clicked.
+
+    Streamlit keeps the callable as long as the session shows the button, so it holds the models only weakly:
+    an upload the server's cache lets go of (a newer upload took its place) leaves memory although the page
+    still offers its download. The variant may have gone while the float model stays; it is quantized again."""
+    quant_ref, model_ref = weakref.ref(quant), weakref.ref(model)
+
+    def make() -> bytes:
+        variant = quant_ref()
+        if variant is None:
+            float_model = model_ref()
+            if float_model is None:
+                raise WlmError("this model is no longer loaded on the server (newer models took its place); "
+                               "reload the page, upload it again if it was yours, and download it once more")
+            variant = quantize(float_model, spec)
+        return quantized_bytes(variant)
+
+    return make

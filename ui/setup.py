@@ -10,7 +10,7 @@ import torch
 
 from wlm import hosting
 from wlm.bundle import WEIGHTS_FILE
-from wlm.checkpoint import default_model_path
+from wlm.checkpoint import check_upload_size, default_model_path, upload_limit_mb
 from wlm.corpus import Corpus, Dictionary, resolve_data_dir
 from wlm.errors import WlmError
 from wlm.model import LoadedModel
@@ -20,6 +20,7 @@ from .cached import CPUS, load_corpus, load_source, quantized_variant
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
+MAX_SEED = 2**31 - 1
 KEPT_PARAMS = ("step", "tab")  # the Walkthrough's card, and the tab a shared link opens on
 DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
             "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
@@ -83,6 +84,8 @@ def init_from_query_params(hosted: bool = False) -> None:
     if st.session_state["bits"] not in (8, 4):
         st.session_state["bits"] = 8
     st.session_state["threads"] = hosting.THREADS if hosted else min(max(1, st.session_state["threads"]), CPUS)
+    if not 0 <= st.session_state["seed"] <= MAX_SEED:  # the seed box's range, for a link that names another
+        st.session_state["seed"] = DEFAULTS["seed"]
     if st.session_state["preset"] in PRESETS and "lstm" not in st.query_params:
         apply_preset()  # a link that names a preset but no toggles means that preset
     sync_preset()
@@ -142,8 +145,13 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
     if st.session_state["src"] == "path":
         sb.text_input("Path of the tutorial's .pth (a state_dict)", key="pth")
     elif st.session_state["src"] == "upload":
+        try:  # a shared server's browser refuses a file over the budget before sending it
+            limit = upload_limit_mb(hosting.max_params()) if hosted else None
+        except WlmError:
+            limit = None  # a bad WLM_MAX_PARAMS: resolve_setup shows the error
         upload = sb.file_uploader("Checkpoint (.pth state_dict or .safetensors)", type=["pth", "pt", "safetensors"],
-                                  help="Read with torch.load(weights_only=True): files that hold code are refused.")
+                                  help="Read with torch.load(weights_only=True): files that hold code are refused.",
+                                  max_upload_size=limit)
     sb.subheader("Quantization")
     sb.selectbox("Preset", list(PRESETS) + [CUSTOM], key="preset", on_change=apply_preset,
                  help="'tutorial' is what the PyTorch tutorial does: int8 LSTM and Linear, float embedding.")
@@ -162,7 +170,7 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
                    "with other visitors' measurements.")
     elif CPUS > 1:
         sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
-    sb.number_input("Seed", 0, 2**31 - 1, key="seed", step=1)
+    sb.number_input("Seed", 0, MAX_SEED, key="seed", step=1)
     # A widget that was not drawn this run (the path box) has no state; fall back to its default.
     config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
     # The address bar mirrors the setup, so a copied link opens the same one; the Walkthrough's card stays.
@@ -187,45 +195,57 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
             if upload is None:
                 st.info("Upload a checkpoint in the sidebar to begin.")
                 return None
+            budget = hosting.max_params() if hosted else None  # parameters; a laptop loads any size
+            if budget is not None:
+                check_upload_size(upload.size, upload.name, budget)  # before its bytes are read
             key = f"{upload.name}|{upload.size}|{upload.file_id}"
-            loaded = load_source("upload", key, upload.getvalue())
+            loaded = load_source("upload", key, upload.getvalue(), budget)
         elif kind == "path":
             key = str(config["pth"]).strip()
             loaded = load_source("path", key)
         else:
             if not (default_model_path() / WEIGHTS_FILE).is_file():
                 choose = "Upload a checkpoint" if hosted else "Choose a .pth file by path or upload one"
-                st.error(f"The bundled model is missing ({default_model_path()}). {choose} in the sidebar, or set "
-                         "WLM_MODEL to a model bundle.")
+                st.error(hosting.public_message(f"The bundled model is missing ({default_model_path()}). {choose} "
+                                                "in the sidebar, or set WLM_MODEL to a model bundle.", hosted))
                 return None
             key = str(default_model_path().resolve())
             loaded = load_source("bundled", key)
     except WlmError as exc:
-        st.error(str(exc))
+        st.error(hosting.public_message(str(exc), hosted))
         return None
     source_key = f"{kind}:{key}"
-    quant = quantized_variant(source_key, spec, loaded.model)
+    try:
+        quant = quantized_variant(source_key, spec, loaded.model)
+    except WlmError as exc:  # e.g. an upload whose weights quantize to nothing usable
+        st.error(hosting.public_message(str(exc), hosted))
+        return None
     return Setup(source_key=source_key, loaded=loaded, spec=spec, quant=quant, threads=config["threads"],
                  seed=config["seed"], dictionary=loaded.dictionary, hosted=hosted)
 
 
-def corpus_panel() -> tuple[Corpus | None, str, str]:
-    """The corpus if one is found, its cache key, and otherwise what is missing and how to get it."""
+def corpus_panel(hosted: bool = False) -> tuple[Corpus | None, str, str]:
+    """The corpus if one is found, its cache key, and otherwise what is missing and how to get it. On a shared
+    server no message names the server's folders, and no visitor can make it download."""
+    def public(text: str) -> str:
+        return hosting.public_message(text, hosted)
+
     path = resolve_data_dir()
     if (path / "train.txt").is_file():
         try:
             corpus = load_corpus(str(path.resolve()))
-            st.sidebar.caption(f"Corpus: {corpus.label} ({len(corpus.dictionary):,} words, "
-                               f"{len(corpus.test):,} test tokens)")
+            st.sidebar.caption(public(f"Corpus: {corpus.label} ({len(corpus.dictionary):,} words, "
+                                      f"{len(corpus.test):,} test tokens)"))
             return corpus, str(path.resolve()), ""
         except WlmError as exc:
-            st.sidebar.error(str(exc))
-            return None, "", f"The corpus in {path} cannot be read: {exc}"
+            st.sidebar.error(public(str(exc)))
+            return None, "", public(f"The corpus in {path} cannot be read: {exc}")
     # Only a WLM_DATA_DIR naming an empty or missing folder gets here: otherwise the bundled copy is found.
-    missing = (f"No corpus found at {path}, the folder WLM_DATA_DIR names. Point WLM_DATA_DIR at a folder with "
-               "Wikitext-2's train.txt, valid.txt and test.txt, or unset it to use the copy bundled with the app.")
+    missing = public(f"No corpus found at {path}, the folder WLM_DATA_DIR names. Point WLM_DATA_DIR at a folder "
+                     "with Wikitext-2's train.txt, valid.txt and test.txt, or unset it to use the copy bundled "
+                     "with the app.")
     st.sidebar.warning(missing)
-    if st.sidebar.button("Download Wikitext-2", help="Needs a network connection"):
+    if not hosted and st.sidebar.button("Download Wikitext-2", help="Needs a network connection"):
         from wlm.download import download
 
         try:
@@ -239,7 +259,7 @@ def corpus_panel() -> tuple[Corpus | None, str, str]:
 
 def with_corpus(setup: Setup) -> Setup:
     """``setup`` with the corpus and what it allows: the vocabulary (for a .pth) and the test tokens."""
-    corpus, corpus_key, missing = corpus_panel()
+    corpus, corpus_key, missing = corpus_panel(setup.hosted)
     loaded, dictionary, test_ids = setup.loaded, setup.loaded.dictionary, None
     if corpus is not None:
         if dictionary is None and loaded.model.config.ntoken == len(corpus.dictionary):
@@ -247,9 +267,10 @@ def with_corpus(setup: Setup) -> Setup:
         if dictionary is not None and dictionary == corpus.dictionary:
             test_ids = corpus.test
         else:
-            missing = (f"The corpus in {corpus.path} does not match the model's vocabulary "
-                       f"({len(corpus.dictionary):,} vs {loaded.model.config.ntoken:,} words); use the corpus the "
-                       "model was trained on to measure loss and speed.")
+            missing = hosting.public_message(
+                f"The corpus in {corpus.path} does not match the model's vocabulary ({len(corpus.dictionary):,} vs "
+                f"{loaded.model.config.ntoken:,} words); use the corpus the model was trained on to measure loss "
+                "and speed.", setup.hosted)
     if dictionary is None:
         missing = missing or "This checkpoint has no vocabulary."
         missing += " Text generation needs the vocabulary of the corpus the model was trained on."
