@@ -116,7 +116,8 @@ def quantized_parts(source_key: str) -> dict:
 def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
     """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
     def make() -> torch.nn.Module:
-        variant = quantize(_model, spec, quantized_parts(source_key))
+        with heavy_turn("quantized_variant", source_key, spec):
+            variant = quantize(_model, spec, quantized_parts(source_key))
         release_memory()  # the temporary copies of the quantized parts
         return variant
 
@@ -196,7 +197,8 @@ def onnx_int8(source_key: str, _model):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _sizes_of(source_key: str, label: str, spec: QuantSpec, _model):
-    sizes = size_by_part({label: _model})
+    with heavy_turn("sizes", source_key, label, spec):  # each part is serialized to be measured
+        sizes = size_by_part({label: _model})
     release_memory()  # the serialized copies measured
     return sizes
 

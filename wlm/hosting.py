@@ -66,8 +66,9 @@ DEFAULT_MAX_PARAMS = 2 * BUNDLED_PARAMS
 # 6 MB file of 80,000 parameters, took 52 s here, and each token then 1.4 s.
 MAX_LAYERS = 12
 
-# Heavy untimed work (the bits sweep and its probe, ONNX export, fidelity) at most this many at once: each
-# holds temporary copies of the model (the bits sweep about 200 MB), so twenty at once would need gigabytes.
+# Heavy untimed work (quantizing, measuring sizes, the bits sweep and its probe, ONNX export, fidelity) at most
+# this many at once: each holds temporary copies of the model (the bits sweep about 200 MB, a size measurement
+# about 110 MB), so ten visitors opening ten setups at once needed 1.7 GB before this bound.
 HEAVY_SLOTS = 2
 
 PATH_SOURCE, FALLBACK_SOURCE = "path", "bundled"
@@ -347,8 +348,8 @@ class FairQueue:
 def waiting_message(place: int) -> str:
     """What a page whose request queues says while it waits."""
     if place <= 1:
-        return "Another visitor's measurement is running; yours is next and starts when it ends."
-    return f"Other visitors' measurements are running; yours is number {place} in the queue."
+        return "Another visitor's request is running on this shared server; yours is next and starts when it ends."
+    return f"Other visitors' requests are running on this shared server; yours is number {place} in the queue."
 
 
 # One per process: torch's thread count and the cores are shared by every session a server runs,
