@@ -13,6 +13,7 @@ from wlm.quantize import QuantSpec, quantize
 from wlm.quantized_file import load_note, quantized_bytes
 from wlm.sizes import part_table
 
+from . import onnx_download
 from .cached import part_sizes, weights_of
 from .setup import Setup
 from .widgets import show
@@ -48,6 +49,7 @@ def render(setup: Setup) -> None:
                        help="torch.save of its state_dict (LSTM weights as plain tensors)")
     st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
     st.code(load_note(model.config, spec, file_name), language="python")
+    onnx_download.render(setup)
 
 
 def download_bytes(quant: nn.Module, model: nn.Module, spec: QuantSpec) -> Callable[[], bytes]:

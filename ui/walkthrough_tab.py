@@ -11,6 +11,7 @@ import streamlit as st
 
 from wlm import charts, hosting
 from wlm.memory import release_memory
+from wlm.notebook import NOTEBOOK_FILE, SCRIPT_FILE, ZIP_FILE, walkthrough_zip
 from wlm.threads import num_threads
 from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
@@ -180,6 +181,19 @@ def _ready(number: int, setup: Setup) -> bool:
     return number != 7 or need_corpus(setup)
 
 
+def _take_home(setup: Setup) -> None:
+    """The download of the whole walkthrough, on every card: the notebook and the script in one zip."""
+    seed, tokens = setup.seed, int(st.session_state.get("walk_tokens", DEFAULT_TOKENS))
+    # Made when clicked (a few milliseconds, no model involved): most visitors never press it.
+    st.download_button(f":material/download: Take it home: the walkthrough as a notebook and a script ({ZIP_FILE})",
+                       data=lambda: walkthrough_zip(seed=seed, tokens=tokens), file_name=ZIP_FILE,
+                       mime="application/zip", on_click="ignore", key="walk_download",
+                       help=f"{NOTEBOOK_FILE} and {SCRIPT_FILE}: every step's code as the cards show it, under its "
+                            "title, with this seed and step 7's token count. Unpack them into the root folder of a "
+                            "clone of the wlm repository and run them there: their first cell loads the bundled "
+                            "model and corpus from its assets/ folder.")
+
+
 def render(setup: Setup) -> None:
     if STEP not in st.session_state:
         st.session_state[STEP] = step_from(st.query_params.get("step"))
@@ -191,5 +205,6 @@ def render(setup: Setup) -> None:
                    width="stretch", type="primary")
     where.markdown(f"#### Step {number} of {len(LESSONS)}: {LESSONS[number - 1].title}")
     st.progress(number / len(LESSONS))
+    _take_home(setup)
     if _ready(number, setup):
         _card(number, setup)

@@ -13,13 +13,13 @@ from typing import Callable
 import torch
 from safetensors.torch import save_file
 
+from .assets import ASSETS_DIR, MODEL_FOLDER
 from .corpus import Corpus, Dictionary
 from .errors import WlmError
 from .model import LoadedModel, LSTMModel, check_vocab, model_from_state_dict
 from .weights_file import model_from_file, not_a_checkpoint, read_safetensors, read_state_dict, short_reason
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-BUNDLED_MODEL = ASSETS_DIR / "wlm-lstm"
+BUNDLED_MODEL = ASSETS_DIR / MODEL_FOLDER
 WEIGHTS_FILE, VOCAB_FILE, CARD_FILE = "model.safetensors", "vocab.txt", "card.json"
 CARD_TOKENS = 5000  # the prefix of the test split whose loss the card records for a quick check
 

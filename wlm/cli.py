@@ -354,11 +354,39 @@ def cmd_bits(args) -> None:
     _log(sweep_takeaway(table))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_notebook(args) -> None:
+    from .assets import ASSETS_DIR
+    from .notebook import check_assets, write_walkthrough
+
+    assets = check_assets(Path(args.assets) if args.assets else ASSETS_DIR)
+    for path in write_walkthrough(args.out, assets, seed=args.seed, tokens=args.tokens):
+        print(path)
+    _log(f"the first cell reads the model and the corpus from {assets} (ASSETS; change it there)")
+
+
+def cmd_export(args) -> None:
+    from .onnx_engine import require_onnxruntime
+    from .onnx_export import check_engine, check_variant, export_names, write_export
+    from .out_files import prepare_folder
+
+    check_engine(args.engine)
+    check_variant(args.variant)
+    require_onnxruntime()  # these, and the folder, before the model loads
+    prepare_folder(args.out, names=export_names(args.variant))
+    needs_vocab = args.checkpoint is not None and not Path(args.checkpoint).is_dir()
+    corpus = _corpus(args) if needs_vocab or args.data else None
+    loaded = _model(args, corpus)
+    _log(f"exporting to ONNX ({args.variant}; the export is cached in $WLM_CACHE_DIR, default ~/.cache/wlm)")
+    for path in write_export(loaded.model, loaded.dictionary, args.out, args.variant):
+        print(path)
+
+
+def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
+    from .notebook import DEFAULT_TOKENS as LESSON_TOKENS
     from .quantize import PRESETS
     from .train import RECIPES
 
-    parser = argparse.ArgumentParser(prog="python -m wlm", description=(
+    parser = argparse.ArgumentParser(prog=prog, description=(
         "Dynamic quantization of the PyTorch tutorial's LSTM word language model."))
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -473,13 +501,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=DEFAULT_TOKENS, help=f"test tokens (default {DEFAULT_TOKENS:,})")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.set_defaults(func=cmd_bits)
+
+    p = sub.add_parser("notebook", help="the walkthrough as a Jupyter notebook and a plain Python script")
+    p.add_argument("--out", required=True, help="folder to write wlm-walkthrough.ipynb and wlm-walkthrough.py "
+                                                "into (created if missing)")
+    p.add_argument("--assets", help="folder holding wlm-lstm/ and wikitext-2/ that the first cell reads "
+                                    "(default: the bundled ones, the repository's assets/)")
+    p.add_argument("--seed", type=int, default=0, help="the seed step 4 writes from (default 0, as the app)")
+    p.add_argument("--tokens", type=_positive_int, default=LESSON_TOKENS,
+                   help=f"test tokens step 7 evaluates (default {LESSON_TOKENS:,})")
+    p.set_defaults(func=cmd_notebook)
+
+    p = sub.add_parser("export", help="the model as files any ONNX Runtime runs: .onnx, vocabulary, README")
+    add_data(p), add_model(p)
+    p.add_argument("--engine", default="onnxruntime", help="the runtime to export for: onnxruntime (the only one)")
+    p.add_argument("--variant", default="int8", help="int8 (ONNX Runtime's quantize_dynamic, the default) or fp32")
+    p.add_argument("--out", required=True, help="folder to write the model, vocab.txt and README.md into "
+                                                "(created if missing)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     import wlm  # noqa: F401  (installs the warning filters)
 
-    parser = build_parser()
+    # Installed, the command is `wlm`; from a clone, `python -m wlm`: help and errors name the one typed.
+    parser = build_parser("wlm" if Path(sys.argv[0]).name == "wlm" else "python -m wlm")
     args = parser.parse_args(argv)
     try:
         args.func(args)

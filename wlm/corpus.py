@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .assets import ASSETS_DIR, CORPUS_FOLDER
 from .cache import cache_root, prune, touch, write_atomically
 from .errors import WlmError
 
@@ -25,7 +26,7 @@ UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = Path("data") / "wikitext-2"
 # The copy shipped with the project, so that every command and tab works offline on a fresh clone.
-BUNDLED_DATA_DIR = Path(__file__).resolve().parent.parent / "assets" / "wikitext-2"
+BUNDLED_DATA_DIR = ASSETS_DIR / CORPUS_FOLDER
 # The official Wikitext-2 splits (wiki.*.tokens of wikitext-2-v1): the README's figures were measured on these bytes.
 OFFICIAL_SHA256 = {
     "train": "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f",

@@ -1,0 +1,184 @@
+"""The walkthrough to take home: a Jupyter notebook and the same lessons as a plain Python script.
+
+Both hold a first cell that loads the model and the corpus from one folder (``ASSETS``, the repository's
+``assets/`` unless told otherwise), then every lesson of ``wlm.walkthrough`` under its title and a short
+explanation, its code exactly as the Walkthrough tab shows it. Run in order they print what the cards print: the
+card's notice is computed from those numbers, so here each step says in words what to look at instead.
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .assets import CORPUS_FOLDER, MODEL_FOLDER
+from .errors import WlmError
+from .out_files import write_files, zip_bytes
+from .walkthrough import LESSONS
+
+NOTEBOOK_FILE, SCRIPT_FILE = "wlm-walkthrough.ipynb", "wlm-walkthrough.py"
+ZIP_FILE = "wlm-walkthrough.zip"
+DEFAULT_TOKENS = 1000  # as the Walkthrough tab's step 7 starts: float and int8 take about 2 s on it
+# As a clone has it, relative to the repository's root: what a notebook downloaded from the app points at.
+REPOSITORY_ASSETS = "assets"
+
+# What each step is about, in words that hold for any model and corpus (the card's notice quotes the numbers).
+EXPLAIN = {
+    1: "The tutorial's model has three parts: an embedding that turns each word id into a vector, a stack of "
+       "LSTM layers that reads the words one after another, and a linear decoder that scores every word of the "
+       "vocabulary as the next one. Counting each part's weights shows where the model's size lives.",
+    2: "The corpus is read the tutorial's way: each line becomes its words followed by `<eos>`, and each word "
+       "gets an id in the order words first appear. A split is then one long row of ids.",
+    3: "The weights come from a bundle whose card records how they were trained and how well they scored on "
+       "the test split (lower loss: the true next word got more probability).",
+    4: "Generating writes one word at a time, each drawn from the model's next-word probabilities with random "
+       "numbers that come from the seed: the same seed writes the same text.",
+    5: "One call of `quantize_dynamic` replaces each `nn.LSTM` and `nn.Linear` with a version that stores its "
+       "weights as int8 and quantizes its inputs on the fly, call by call. The embedding is not in the set of "
+       "layer types passed, so it stays float.",
+    6: "Saving each part shows where the bytes went: an int8 weight takes a quarter of a float32 one, but only "
+       "the quantized parts shrink.",
+    7: "The tutorial's evaluation: batch 1, chunks of 25 words, the hidden state carried from chunk to chunk, "
+       "on one thread. The loss is the same on every run; the seconds are this machine's, and vary a little "
+       "from run to run. The table below puts them beside the tutorial's own figures.",
+    8: "Beyond the tutorial: quantizing the embedding too, one scale per output row of the decoder, and float16 "
+       "weights, each with its size. The app's other tabs show what each does to the loss and the speed.",
+}
+
+# After steps 6 and 7 the cards show a table; these cells print the same tables.
+TABLES = {
+    6: "from wlm.walkthrough import size_table\n\nprint(size_table(sizes).round(1).to_string())  # MB\n",
+    7: "from wlm.walkthrough import speed_table\n\nprint(speed_table(results, tokens).round(3).to_string())\n",
+}
+
+INTRO = """\
+# Dynamic quantization on an LSTM word language model
+
+PyTorch's tutorial in {count} steps, as the Walkthrough tab of wlm's app shows them: each step's code is exactly \
+the code on its card, and prints what the card prints. Run the cells in order (steps 6 and 7 measure the \
+`quantized` model that step 5 makes).
+
+The first cell loads the model and the corpus from `ASSETS`, the `assets/` folder of the wlm repository; run this \
+from the repository's root folder, or set `ASSETS` to where that folder is. It needs what \
+`pip install -r requirements.txt` installs, and nothing else.
+"""
+
+SETUP = """\
+import sys
+from pathlib import Path
+
+ASSETS = Path({assets!r})  # the wlm repository's assets/ folder: change it to point elsewhere
+
+try:
+    import wlm  # installed (pip install .), or beside this notebook
+except ImportError:  # a script has its own folder on the path, not the one it runs from
+    sys.path[:0] = [str(Path.cwd()), str(ASSETS.resolve().parent)]  # the repository's root, or beside ASSETS
+
+from wlm.checkpoint import load_model
+from wlm.corpus import Corpus
+
+loaded = load_model(ASSETS / "{model}")  # weights, vocabulary and card
+model, dictionary = loaded.model, loaded.dictionary
+corpus = Corpus(ASSETS / "{corpus}")
+seed = {seed}  # step 4 writes from it
+tokens = {tokens}  # test tokens step 7 evaluates
+print(f"model: {{loaded.source}}; corpus: {{corpus.label}}")
+"""
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # "markdown" or "code"
+    source: str
+    meta: dict = field(default_factory=dict)  # for code: {"role": "setup" | "lesson" | "table", "lesson": n}
+
+
+def cells(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int = DEFAULT_TOKENS) -> list[Cell]:
+    """The walkthrough's cells, reading the model and corpus from ``assets`` (written into the first cell)."""
+    if not isinstance(seed, int) or seed < 0:
+        raise WlmError(f"the seed must be a whole number of at least 0, got {seed!r}")
+    if not isinstance(tokens, int) or tokens < 2:
+        raise WlmError(f"step 7 needs at least 2 test tokens (one input, one target), got {tokens!r}")
+    setup = SETUP.format(assets=str(assets), model=MODEL_FOLDER, corpus=CORPUS_FOLDER, seed=seed, tokens=tokens)
+    out = [Cell("markdown", INTRO.format(count=len(LESSONS))), Cell("code", setup, {"role": "setup"})]
+    for number, lesson in enumerate(LESSONS, start=1):
+        uses = " It uses `quantized`, the model step 5 made." if lesson.needs else ""
+        out.append(Cell("markdown", f"## Step {number} of {len(LESSONS)}: {lesson.title}\n\n{EXPLAIN[number]}{uses}"))
+        out.append(Cell("code", lesson.code, {"role": "lesson", "lesson": number}))
+        if number in TABLES:
+            out.append(Cell("code", TABLES[number], {"role": "table", "lesson": number}))
+    return out
+
+
+def _require_nbformat():
+    try:
+        import nbformat
+    except ImportError:
+        raise WlmError("writing the notebook needs the nbformat package; install it with `pip install nbformat` "
+                       "or `pip install -r requirements.txt`") from None
+    return nbformat
+
+
+def notebook_text(walkthrough: list[Cell]) -> str:
+    """The cells as a Jupyter notebook (nbformat 4, the Python 3 kernel), checked against the format's schema."""
+    nbformat = _require_nbformat()
+    v4 = nbformat.v4
+    nb = v4.new_notebook(metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}})
+    for cell in walkthrough:
+        # Sources without their last line break, as Jupyter saves them.
+        source = cell.source.rstrip("\n")
+        nb.cells.append(v4.new_markdown_cell(source) if cell.kind == "markdown" else
+                        v4.new_code_cell(source, metadata={"wlm": cell.meta}))
+    nbformat.validate(nb)
+    return nbformat.writes(nb)
+
+
+def script_text(walkthrough: list[Cell]) -> str:
+    """The cells as one Python script: markdown as comments, cells marked ``# %%`` (editors run them one by one),
+    and a line printed before each step so that its output can be told apart in a terminal."""
+    parts = ['"""The wlm walkthrough as a script: run it from the repository\'s root folder with\n'
+             f'python {SCRIPT_FILE} (or set ASSETS below to where the repository\'s assets/ folder is)."""\n']
+    for cell in walkthrough:
+        if cell.kind == "markdown":
+            lines = [wrapped for line in cell.source.rstrip("\n").splitlines()
+                     for wrapped in (textwrap.wrap(line, 116, break_on_hyphens=False) or [""])]
+            parts.append("# %% [markdown]\n" + "".join(f"# {line}".rstrip() + "\n" for line in lines))
+        elif cell.meta.get("role") == "lesson":
+            number = cell.meta["lesson"]
+            header = f"--- Step {number} of {len(LESSONS)}: {LESSONS[number - 1].title}"
+            parts.append(f"# %%\nprint({header!r})\n{cell.source}")
+        else:
+            parts.append(f"# %%\n{cell.source}")
+    return "\n".join(parts)
+
+
+def walkthrough_files(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0,
+                      tokens: int = DEFAULT_TOKENS) -> dict[str, bytes]:
+    """{file name: contents} of the notebook and the script."""
+    walkthrough = cells(assets, seed=seed, tokens=tokens)
+    return {NOTEBOOK_FILE: notebook_text(walkthrough).encode("utf-8"),
+            SCRIPT_FILE: script_text(walkthrough).encode("utf-8")}
+
+
+def write_walkthrough(out: str | Path, assets: str | Path, *, seed: int = 0,
+                      tokens: int = DEFAULT_TOKENS) -> list[Path]:
+    """Write the notebook and the script into the folder ``out``; returns their paths."""
+    return write_files(out, walkthrough_files(assets, seed=seed, tokens=tokens))
+
+
+def walkthrough_zip(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int = DEFAULT_TOKENS) -> bytes:
+    """The notebook and the script in one zip (the Walkthrough tab's download), at its top level: unpacked into a
+    clone's root folder, both find ``assets/`` where they run (Jupyter runs a notebook in its own folder)."""
+    return zip_bytes(walkthrough_files(assets, seed=seed, tokens=tokens))
+
+
+def check_assets(assets: Path) -> Path:
+    """``assets`` as an absolute path, once it holds the model bundle and the corpus the first cell loads."""
+    for folder, holds, needed in ((MODEL_FOLDER, "the model bundle", "model.safetensors"),
+                                  (CORPUS_FOLDER, "the corpus", "train.txt")):
+        if not (assets / folder / needed).is_file():
+            raise WlmError(f"{assets / folder} does not hold {holds} ({needed} is missing); pass --assets DIR, a "
+                           f"folder holding {MODEL_FOLDER}/ and {CORPUS_FOLDER}/ as the repository's assets/ does")
+    return assets.resolve()
