@@ -337,3 +337,29 @@ def test_prune_skips_a_folder_another_process_uses(tmp_path):
         child.kill()
         child.wait(10)
     assert prune(tmp_path, keep=0) == [entry]
+
+
+# --- one measurement for a class ---------------------------------------------------------------------------------
+
+def test_a_measurement_another_visitor_asked_for_is_shared_with_its_age_and_can_be_made_again(hosted, monkeypatch):
+    from ui import cached
+
+    cached.variant_table.clear()
+    calls = []
+    original = cached.benchmark_variants
+    monkeypatch.setattr(cached, "benchmark_variants", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    teacher = run_app({"tab": "speed-accuracy"})
+    teacher.button(key="speed_go").click().run()
+    assert_clean(teacher)
+    assert calls == [1] and not [c for c in teacher.tabs[2].caption if "for another visitor" in c.value]
+    student = run_app({"tab": "speed-accuracy"})
+    student.button(key="speed_go").click().run()
+    assert_clean(student)
+    assert calls == [1]  # the same setup and tokens: the teacher's measurement, not a second one
+    shared = [c.value for c in student.tabs[2].caption if "for another visitor" in c.value]
+    assert len(shared) == 1 and shared[0].startswith(":material/group: Measured ") and " s ago" in shared[0]
+    assert student.tabs[2].dataframe[0].value.equals(teacher.tabs[2].dataframe[0].value)
+    student.button(key="speed_again_go").click().run()
+    assert_clean(student)
+    assert calls == [1, 1]  # the student's own measurement
+    assert not [c for c in student.tabs[2].caption if "for another visitor" in c.value]

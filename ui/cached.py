@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
@@ -235,12 +237,30 @@ def _timed_variants(text: str, measurement: tuple, _model, _ids, specs: list, **
     return table
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A measurement with when and for which session it was made: a class that opened the same link shares one
+    measurement, and a page shown another visitor's says so and offers its own."""
+
+    value: pd.DataFrame
+    at: float  # time.time() when it was measured
+    by: str  # the session that asked first (``_owner``)
+
+    def seconds_ago(self) -> float:
+        return max(0.0, time.time() - self.at)
+
+    def for_another_session(self) -> bool:
+        return self.by != _owner()
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def variant_table(source_key: str, corpus_key: str, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
-                  _model, _ids, engines: tuple[str, ...] = ("torch",)):
-    measurement = ("variant_table", source_key, corpus_key, specs, tokens, threads, engines)
-    return _timed_variants("Evaluating", measurement, _model, _ids, list(specs), max_tokens=tokens, threads=threads,
-                           engines=engines)
+                  _model, _ids, engines: tuple[str, ...] = ("torch",), again: int = 0) -> Measured:
+    """``again`` counts a session's "measure again" presses: a new count is a new key, so a fresh measurement."""
+    measurement = ("variant_table", source_key, corpus_key, specs, tokens, threads, engines, again)
+    table = _timed_variants("Evaluating", measurement, _model, _ids, list(specs), max_tokens=tokens, threads=threads,
+                            engines=engines)
+    return Measured(table, time.time(), _owner())
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -8,11 +8,27 @@ from wlm.benchmark import engine_labels
 from wlm.errors import WlmError
 from wlm.quantize import PRESETS, QuantSpec
 
-from .cached import default_tokens, sweep_table, variant_table, waited_caption
+from .cached import Measured, default_tokens, sweep_table, variant_table, waited_caption
 from .setup import Setup
 from .widgets import error, need_corpus, remembered_button, show, token_slider
 
 BOUND_NOTE = "This shared server measures at most {:,} tokens per request, so no one waits long for a measurement."
+
+
+AGAIN = "speed_again"  # session state: how often this session asked to measure again
+
+
+def shared_caption(measured: Measured) -> None:
+    """Under a measurement another visitor's request made: when, and a button for this session's own."""
+    if not measured.for_another_session():
+        return
+    seconds = measured.seconds_ago()
+    ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.caption(f":material/group: Measured {ago} ago on this server for another visitor who asked for the same "
+                 "setup and tokens, so this page did not queue for it.")
+    right.button("Measure again", key="speed_again_go",
+                 on_click=lambda: st.session_state.update({AGAIN: st.session_state.get(AGAIN, 0) + 1}))
 
 
 def token_limit(setup: Setup) -> int:
@@ -44,12 +60,15 @@ def render(setup: Setup) -> None:
     engines = ("torch", "onnxruntime") if with_ort else ("torch",)
     request = (setup.source_key, setup.corpus_key, specs, int(tokens), setup.threads)
     if remembered_button("Run evaluation", "speed_go", (*request, engines)):
+        again = st.session_state.get(AGAIN, 0)
         try:
-            table = engine_labels(variant_table(*request, setup.model, setup.test_ids, engines))
+            measured = variant_table(*request, setup.model, setup.test_ids, engines, again)
         except WlmError as exc:
             error(exc, setup)
             return
-        waited_caption("variant_table", *request, engines)
+        table = engine_labels(measured.value)
+        waited_caption("variant_table", *request, engines, again)
+        shared_caption(measured)
         st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",
                                          "tokens_per_s": "{:,.0f}", "speedup": "{:.2f}×"}),
                      hide_index=True)
