@@ -100,22 +100,29 @@ def test_a_page_in_the_queue_is_told_its_place_as_it_moves_up(hosted, infos):
     assert not hosting.SERVER_LOCK.busy and hosting.SERVER_LOCK.waiting == 0
 
 
-def test_heavy_work_waits_for_a_free_slot(hosted, infos):
+def _hold_every_slot(queue: hosting.FairQueue, release: threading.Event) -> list[threading.Thread]:
+    """Other visitors holding every slot of ``queue`` until ``release``."""
+    held = threading.Barrier(queue.slots + 1)
+
+    def visitor(owner: str):
+        with queue.hold(owner):
+            held.wait(30)
+            release.wait(60)
+
+    others = [threading.Thread(target=visitor, args=(f"visitor-{i}",)) for i in range(queue.slots)]
+    for t in others:
+        t.start()
+    held.wait(30)
+    return others
+
+
+def test_work_that_draws_a_page_waits_for_a_free_slot_of_its_own_queue(hosted, infos):
     from ui import bits_tab
 
     bits_tab.sweep_estimate.clear()
     bits_tab.sweep_points.clear()
-    hold, release = threading.Barrier(hosting.HEAVY_SLOTS + 1), threading.Event()
-
-    def visitor(owner: str):
-        with hosting.HEAVY_WORK.hold(owner):
-            hold.wait(30)
-            release.wait(60)
-
-    others = [threading.Thread(target=visitor, args=(f"sweeper-{i}",)) for i in range(hosting.HEAVY_SLOTS)]
-    for t in others:
-        t.start()
-    hold.wait(30)  # every slot is taken
+    release = threading.Event()
+    others = _hold_every_slot(hosting.PAGE_WORK, release)
 
     def free_a_slot():
         assert _wait_until(lambda: hosting.waiting_message(1) in infos, 60)
@@ -123,14 +130,32 @@ def test_heavy_work_waits_for_a_free_slot(hosted, infos):
 
     freer = threading.Thread(target=free_a_slot)
     freer.start()
-    at = run_app({"tab": "fewer-bits"})  # the sweep's estimate is heavy work too: the page's first run waits
+    at = run_app({"tab": "fewer-bits"})  # the sweep's estimate draws the tab: the page's first run waits
     freer.join(30)
     for t in others:
         t.join(30)
     assert_clean(at)
     assert hosting.waiting_message(1) in infos
     assert any("estimated from a short probe" in c.value for c in at.caption)
-    assert not hosting.HEAVY_WORK.busy and hosting.HEAVY_WORK.waiting == 0
+    assert not hosting.PAGE_WORK.busy and hosting.PAGE_WORK.waiting == 0
+
+
+def test_a_page_never_waits_behind_other_visitors_long_work(hosted, infos):
+    from ui import bits_tab
+
+    bits_tab.sweep_estimate.clear()
+    release = threading.Event()
+    others = _hold_every_slot(hosting.HEAVY_WORK, release)  # two sweeps running for minutes
+    try:
+        at = run_app({"tab": "fewer-bits"})
+        assert_clean(at)
+        assert not [body for body in infos if "in the queue" in body or "yours is next" in body]
+        assert any("estimated from a short probe" in c.value for c in at.caption)
+    finally:
+        release.set()
+        for t in others:
+            t.join(30)
+    assert not hosting.HEAVY_WORK.busy
 
 
 # --- threads -----------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from wlm.hosting import (
     MAX_SWEEP_THREADS,
     MAX_SWEEP_TOKENS,
     MAX_TOKENS,
+    PAGE_WORK,
     PATH_NOTE,
     SERVER_LOCK,
     BoundedText,
@@ -237,6 +238,7 @@ def test_heavy_work_runs_a_few_at_once():
 def test_one_of_each_queue_per_process():
     assert isinstance(SERVER_LOCK, FairQueue) and SERVER_LOCK.slots == 1 and not SERVER_LOCK.busy
     assert isinstance(HEAVY_WORK, FairQueue) and HEAVY_WORK.slots == HEAVY_SLOTS > 1
+    assert isinstance(PAGE_WORK, FairQueue) and PAGE_WORK is not HEAVY_WORK and PAGE_WORK.slots == HEAVY_SLOTS
 
 
 def test_waiting_message_names_the_place():

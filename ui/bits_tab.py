@@ -17,7 +17,7 @@ from wlm.low_bits import (
     weight_names,
 )
 
-from .cached import heavy_turn
+from .cached import heavy_turn, page_turn
 from .setup import Setup
 from .widgets import need_corpus, remembered_button, show, token_slider
 
@@ -41,7 +41,7 @@ def sweep_points(source_key: str, corpus_key: str) -> dict:
 
 @st.cache_data(show_spinner="Timing a short probe to estimate the sweep…", max_entries=16)
 def sweep_estimate(source_key: str, corpus_key: str, tokens: int, embedding: bool, _model, _ids) -> float:
-    with heavy_turn("sweep_estimate", source_key, corpus_key, tokens, embedding):
+    with page_turn("sweep_estimate", source_key, corpus_key, tokens, embedding):
         return estimate_sweep_seconds(_model, _ids, max_tokens=tokens, embedding=embedding)
 
 

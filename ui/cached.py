@@ -118,7 +118,7 @@ def quantized_parts(source_key: str) -> dict:
 def quantized_variant(source_key: str, spec: QuantSpec, _model: torch.nn.Module) -> torch.nn.Module:
     """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
     def make() -> torch.nn.Module:
-        with heavy_turn("quantized_variant", source_key, spec):
+        with page_turn("quantized_variant", source_key, spec):
             variant = quantize(_model, spec, quantized_parts(source_key))
         release_memory()  # the temporary copies of the quantized parts
         return variant
@@ -175,9 +175,17 @@ def timing_turn(*measurement):
 
 @contextlib.contextmanager
 def heavy_turn(*work):
-    """One of the server's few slots for heavy untimed work (temporary model copies, exports), so that many
-    visitors asking at once queue instead of filling the server's memory."""
+    """One of the server's few slots for long untimed work (temporary model copies, exports) that a visitor asks
+    for, so that many visitors asking at once queue instead of filling the server's memory."""
     with _turn(hosting.HEAVY_WORK, work):
+        yield
+
+
+@contextlib.contextmanager
+def page_turn(*work):
+    """One of the server's few slots for the short work that draws a page with temporary model copies: its own
+    queue, so that no page waits minutes behind other visitors' sweeps."""
+    with _turn(hosting.PAGE_WORK, work):
         yield
 
 
@@ -199,7 +207,7 @@ def onnx_int8(source_key: str, _model):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _sizes_of(source_key: str, label: str, spec: QuantSpec, _model):
-    with heavy_turn("sizes", source_key, label, spec):  # each part is serialized to be measured
+    with page_turn("sizes", source_key, label, spec):  # each part is serialized to be measured
         sizes = size_by_part({label: _model})
     release_memory()  # the serialized copies measured
     return sizes

@@ -15,7 +15,7 @@ from wlm.notebook import NOTEBOOK_FILE, SCRIPT_FILE, ZIP_FILE, walkthrough_zip
 from wlm.threads import num_threads
 from wlm.walkthrough import LESSONS, TORCHAO_NOTE, LessonRun, marked_architecture, run_lesson, size_table, speed_table
 
-from .cached import heavy_turn, timing_turn, waited_caption
+from .cached import page_turn, timing_turn, waited_caption
 from .setup import Setup, link_to_tab
 from .widgets import need_corpus
 
@@ -55,7 +55,7 @@ def _quantized_lesson(source_key: str, _setup: Setup) -> LessonRun:
 def _lesson(number: int, source_key: str, corpus_key: str, seed: int, tokens: int, _setup: Setup) -> LessonRun:
     earlier = {5: _quantized_lesson(source_key, _setup).values} if 5 in LESSONS[number - 1].needs else {}
     if number != 7:
-        with heavy_turn("walk_lesson", number, source_key):  # lesson 6 serializes copies, lesson 8 makes variants
+        with page_turn("walk_lesson", number, source_key):  # lesson 6 serializes copies, lesson 8 makes variants
             run = run_lesson(number, _names(_setup, tokens), earlier)
         release_memory()
         return run

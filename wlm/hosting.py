@@ -66,9 +66,11 @@ DEFAULT_MAX_PARAMS = 2 * BUNDLED_PARAMS
 # 6 MB file of 80,000 parameters, took 52 s here, and each token then 1.4 s.
 MAX_LAYERS = 12
 
-# Heavy untimed work (quantizing, measuring sizes, the bits sweep and its probe, ONNX export, fidelity) at most
-# this many at once: each holds temporary copies of the model (the bits sweep about 200 MB, a size measurement
-# about 110 MB), so ten visitors opening ten setups at once needed 1.7 GB before this bound.
+# Heavy untimed work at most this many at once: each holds temporary copies of the model (the bits sweep about
+# 200 MB, a size measurement about 110 MB), so ten visitors opening ten setups at once needed 1.7 GB before this
+# bound. Two queues of two: long work a visitor asks for with a button (the bits sweep, rounded models, ONNX
+# export, fidelity) takes seconds to minutes; the short work that draws a page (quantizing a variant, measuring
+# sizes, the sweep's estimate, the walkthrough's cards) takes about a second, and must not wait behind the long.
 HEAVY_SLOTS = 2
 
 PATH_SOURCE, FALLBACK_SOURCE = "path", "bundled"
@@ -355,4 +357,5 @@ def waiting_message(place: int) -> str:
 # One per process: torch's thread count and the cores are shared by every session a server runs,
 # and a test driving the app in this process can hold them to see the waiting page.
 SERVER_LOCK = FairQueue(1)  # speed measurements, one at a time
-HEAVY_WORK = FairQueue(HEAVY_SLOTS)  # untimed work that holds copies of a model
+HEAVY_WORK = FairQueue(HEAVY_SLOTS)  # long untimed work that holds copies of a model
+PAGE_WORK = FairQueue(HEAVY_SLOTS)  # short untimed work that holds copies of a model, while a page draws
