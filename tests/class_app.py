@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode
 
-from soak_app import setups, tree_rss_mb
+from soak_app import setups, tree_rss_mb, wait_until_idle
 
 from served import CHROMIUM, CHROMIUM_ARGS, REPO, free_port
 
@@ -172,15 +172,6 @@ def has_result(page, kind: str) -> bool:
     if kind == "evaluate" and panel.locator("[data-testid='stDataFrame']").count() == 0:
         return False
     return panel.filter(has_text="Takeaway:").count() > 0
-
-
-def wait_until_idle(page) -> None:
-    """Until the script run is over: the running icon must stay away a while (it shows after a delay)."""
-    while True:
-        page.wait_for_function(f"() => !document.querySelector(\"{RUNNING}\")")
-        page.wait_for_timeout(800)
-        if page.locator(RUNNING).count() == 0:
-            return
 
 
 BUTTONS = {"generate": "Generate", "evaluate": "Run evaluation"}

@@ -1,7 +1,9 @@
 import os
+import time
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 
 import wlm
@@ -109,3 +111,22 @@ def app_env(tiny_app, monkeypatch):
     monkeypatch.setenv("WLM_MODEL", str(tiny_app["bundle"]))
     monkeypatch.setenv("WLM_DATA_DIR", str(tiny_app["data"]))
     return tiny_app
+
+
+def wait_until(condition, seconds: float = 30.0) -> bool:
+    """Whether ``condition()`` became true within ``seconds``: tests wait on conditions, not fixed sleeps."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def hosted(app_env, monkeypatch):
+    """The app on a shared server (``WLM_HOSTED=1``), with the tiny bundled model and corpus."""
+    monkeypatch.setenv("WLM_HOSTED", "1")
+    shown = st.get_option("client.showErrorDetails")
+    yield app_env
+    st.set_option("client.showErrorDetails", shown)  # one process runs every test; the option is process-wide

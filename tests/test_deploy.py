@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from class_app import SERVE, Launched, free_ports, nothing_listens, replica_of, still_ours
 
+from conftest import wait_until
 from served import CHROMIUM, CHROMIUM_ARGS, REPO
 
 try:
@@ -32,15 +33,6 @@ def _need(condition: bool, what: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must provide {what}")
         pytest.skip(f"{what} is not installed")
-
-
-def _wait_until(condition, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -137,7 +129,7 @@ def test_visitors_spread_stick_and_survive_a_dead_replica(launched):
         finally:
             browser.close()
     # The launcher noticed (it checks twice a second) and kept serving.
-    assert _wait_until(lambda: "replica r1 (pid" in launched.stderr()), launched.stderr()
+    assert wait_until(lambda: "replica r1 (pid" in launched.stderr()), launched.stderr()
     assert launched.process.poll() is None
 
     assert launched.stop() == 0

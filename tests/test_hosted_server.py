@@ -5,7 +5,6 @@ and a laptop server that other machines can reach runs hosted."""
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import streamlit as st
@@ -18,14 +17,7 @@ from wlm.cache import in_use, prune
 from wlm.threads import num_threads, rest_at
 
 from apptest import assert_clean, run_app
-
-
-@pytest.fixture
-def hosted(app_env, monkeypatch):
-    monkeypatch.setenv("WLM_HOSTED", "1")
-    shown = st.get_option("client.showErrorDetails")
-    yield app_env
-    st.set_option("client.showErrorDetails", shown)  # one process runs every test; the option is process-wide
+from conftest import wait_until
 
 
 @pytest.fixture
@@ -52,15 +44,6 @@ def fresh_thread_count() -> int:
     return seen[0]
 
 
-def _wait_until(condition, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 # --- the queues --------------------------------------------------------------------------------------------------
 
 def test_a_page_in_the_queue_is_told_its_place_as_it_moves_up(hosted, infos):
@@ -77,15 +60,15 @@ def test_a_page_in_the_queue_is_told_its_place_as_it_moves_up(hosted, infos):
 
     first = threading.Thread(target=visitor, args=("first", release_first))
     first.start()
-    assert _wait_until(lambda: hosting.SERVER_LOCK.busy)
+    assert wait_until(lambda: hosting.SERVER_LOCK.busy)
     second = threading.Thread(target=visitor, args=("second", release_second))
     second.start()
-    assert _wait_until(lambda: hosting.SERVER_LOCK.waiting == 1)
+    assert wait_until(lambda: hosting.SERVER_LOCK.waiting == 1)
 
     def move_the_queue():  # once this page says it is third in line, the two before it finish in turn
-        assert _wait_until(lambda: hosting.waiting_message(2) in infos, 60)
+        assert wait_until(lambda: hosting.waiting_message(2) in infos, 60)
         release_first.set()
-        assert _wait_until(lambda: hosting.waiting_message(1) in infos, 60)
+        assert wait_until(lambda: hosting.waiting_message(1) in infos, 60)
         release_second.set()
 
     mover = threading.Thread(target=move_the_queue)
@@ -125,7 +108,7 @@ def test_work_that_draws_a_page_waits_for_a_free_slot_of_its_own_queue(hosted, i
     others = _hold_every_slot(hosting.PAGE_WORK, release)
 
     def free_a_slot():
-        assert _wait_until(lambda: hosting.waiting_message(1) in infos, 60)
+        assert wait_until(lambda: hosting.waiting_message(1) in infos, 60)
         release.set()
 
     freer = threading.Thread(target=free_a_slot)

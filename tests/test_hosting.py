@@ -1,5 +1,4 @@
 import threading
-import time
 
 import pytest
 
@@ -36,6 +35,8 @@ from wlm.hosting import (
     waiting_message,
 )
 
+from conftest import wait_until
+
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 
 
@@ -69,15 +70,6 @@ def test_path_source_only_on_a_laptop():
     assert choose_source("upload", hosted=True).source == "upload" and choose_source("upload", True).note == ""
 
 
-def _wait_until(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def test_the_second_caller_is_told_it_waits_and_gets_in_after_the_first():
     queue = FairQueue(1, poll=0.01)
     first_holds, release_first = threading.Event(), threading.Event()
@@ -98,7 +90,7 @@ def test_the_second_caller_is_told_it_waits_and_gets_in_after_the_first():
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for t in threads:
         t.start()
-    assert _wait_until(lambda: told)  # the second caller has been told, and waits
+    assert wait_until(lambda: told)  # the second caller has been told, and waits
     assert set(told) == {("b", 1)} and queue.busy and queue.waiting == 1
     assert ("second in", True) not in order
     release_first.set()
@@ -122,13 +114,13 @@ def test_first_come_first_served_with_places_that_move_up():
 
     holder = threading.Thread(target=visitor, args=("holder",))
     holder.start()
-    assert _wait_until(lambda: entered == ["holder"])
+    assert wait_until(lambda: entered == ["holder"])
     waiters = []
     for i, name in enumerate(["v1", "v2", "v3", "v4"]):  # arriving one after another
         waiters.append(threading.Thread(target=visitor, args=(name,)))
         waiters[-1].start()
-        assert _wait_until(lambda: queue.waiting == i + 1)
-    assert _wait_until(lambda: all(name in places for name in ["v1", "v2", "v3", "v4"]))
+        assert wait_until(lambda: queue.waiting == i + 1)
+    assert wait_until(lambda: all(name in places for name in ["v1", "v2", "v3", "v4"]))
     assert [places[name][0] for name in ["v1", "v2", "v3", "v4"]] == [1, 2, 3, 4]
     release.set()
     for t in [holder, *waiters]:
@@ -153,10 +145,10 @@ def test_a_session_holds_one_place_its_newer_request_replaces_the_older():
 
     other = threading.Thread(target=hold, args=("other", "visitor-1"))
     other.start()
-    assert _wait_until(lambda: queue.busy)
+    assert wait_until(lambda: queue.busy)
     older = threading.Thread(target=hold, args=("older", "visitor-2"))
     older.start()
-    assert _wait_until(lambda: queue.waiting == 1)
+    assert wait_until(lambda: queue.waiting == 1)
     newer = threading.Thread(target=hold, args=("newer", "visitor-2"))  # the same session asks again
     newer.start()
     older.join(10)
@@ -227,7 +219,7 @@ def test_heavy_work_runs_a_few_at_once():
     threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(6)]
     for t in threads:
         t.start()
-    assert _wait_until(lambda: queue.waiting == 4)
+    assert wait_until(lambda: queue.waiting == 4)
     assert inside[0] == 2
     release.set()
     for t in threads:

@@ -20,14 +20,6 @@ NEXT = hosting.waiting_message(1)  # what a page first in the queue says
 
 
 @pytest.fixture
-def hosted(app_env, monkeypatch):
-    monkeypatch.setenv("WLM_HOSTED", "1")
-    shown = st.get_option("client.showErrorDetails")
-    yield app_env
-    st.set_option("client.showErrorDetails", shown)  # one process runs every test; the option is process-wide
-
-
-@pytest.fixture
 def opened(monkeypatch):
     """Every path the process stats or opens, while the test runs (Path.is_file, exists and open end here)."""
     seen = []

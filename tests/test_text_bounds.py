@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import streamlit as st
 import torch
 from torch import nn
 
@@ -185,14 +184,6 @@ def test_reading_20000_words_costs_no_more_memory_than_200(task):
 
 
 # --- a shared server reads the first words of a text --------------------------------------------------------
-
-@pytest.fixture
-def hosted(app_env, monkeypatch):
-    monkeypatch.setenv("WLM_HOSTED", "1")
-    shown = st.get_option("client.showErrorDetails")
-    yield app_env
-    st.set_option("client.showErrorDetails", shown)  # the hosted app hides them, process-wide
-
 
 @pytest.fixture
 def laptop(app_env, monkeypatch):

@@ -15,7 +15,6 @@ import weakref
 import zipfile
 
 import pytest
-import streamlit as st
 import torch
 from safetensors.torch import save as safetensors_bytes
 from streamlit.runtime.media_file_manager import MediaFileManager
@@ -313,14 +312,6 @@ def test_a_safetensors_model_over_the_budget_is_refused_from_its_header(monkeypa
 
 
 # --- through the app ------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def hosted(app_env, monkeypatch):
-    monkeypatch.setenv("WLM_HOSTED", "1")
-    shown = st.get_option("client.showErrorDetails")
-    yield app_env
-    st.set_option("client.showErrorDetails", shown)  # one process runs every test; the option is process-wide
-
 
 def _upload(at, name: str, data: bytes):
     at.sidebar.get("file_uploader")[0].set_value((name, data, "application/octet-stream")).run()
