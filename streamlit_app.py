@@ -1,7 +1,7 @@
 """Dynamic quantization of an LSTM language model, interactively.
 
 Run with ``streamlit run streamlit_app.py``. This file lays out the sidebar and the tabs; each tab is
-a module in ``ui/``, the measurements come from ``wlm`` and the charts from ``wlm.charts``.
+a module in ``ui/``, the measurements come from ``wlm`` and the charts from ``ui/charts``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if "torch" not in sys.modules:
 
 import wlm  # noqa: F401  (quantization warning filters)
 from ui import bits_tab, fidelity_tab, generate_tab, model_tab, multiply_tab, speed_tab, walkthrough_tab
-from ui.cached import use_one_thread
+from ui.backend import use_one_thread
 from ui.setup import (
     Setup,
     corpus_panel,

@@ -55,7 +55,7 @@ def test_every_button_of_every_section_runs_without_error(app_env):
 def test_a_shared_link_opens_the_same_setup(app_env):
     at = run_app({"preset": "int8+emb4", "seed": "7", "threads": "1"})
     assert_clean(at)
-    assert at.sidebar.toggle(key="emb").value and at.sidebar.radio(key="bits").value == 4
+    assert at.sidebar.toggle(key="embedding").value and at.sidebar.radio(key="embedding_bits").value == 4
     assert at.sidebar.number_input(key="seed").value == 7
     custom = run_app({"preset": "custom", "lstm": "true", "linear": "false", "dtype": "float16", "seed": "oops"})
     assert_clean(custom)
@@ -80,7 +80,7 @@ class _WritesAFile:
 
 def test_uploads_good_corrupt_and_code_running(app_env):
     at = run_app()
-    at.sidebar.radio(key="src").set_value("upload").run()
+    at.sidebar.radio(key="source").set_value("upload").run()
     assert_clean(at)
     uploader = at.sidebar.get("file_uploader")[0]
     uploader.set_value(("tutorial.pth", _pth_bytes(app_env["model"]), "application/octet-stream")).run()
@@ -105,7 +105,7 @@ def test_a_pth_by_path_uses_the_corpus_vocabulary(app_env, tmp_path):
     at = run_app({"src": "path", "pth": str(path)})
     assert_clean(at)
     assert len(charts_of(at)) >= 2
-    at.sidebar.text_input(key="pth").set_value(str(tmp_path / "missing.pth")).run()
+    at.sidebar.text_input(key="path").set_value(str(tmp_path / "missing.pth")).run()
     assert not at.exception and any("does not exist" in e.value for e in at.error)
 
 
@@ -129,14 +129,16 @@ def test_a_missing_bundle_is_an_error_message_not_a_crash(app_env, monkeypatch, 
 
 
 def test_twenty_sessions_at_once_match_one_alone(app_env):
-    from ui import cached as app
+    from ui import backend
+    from ui.requests import ModelSource
 
     key = str(Path(app_env["bundle"]).resolve())
-    loaded = app.load_source("bundled", key)
-    assert app.load_source("bundled", key) is loaded  # one shared copy
+    loaded = backend.load_source("bundled", key)
+    assert backend.load_source("bundled", key) is loaded  # one shared copy
     spec = PRESETS["tutorial"]
-    quant = app.quantized_variant(f"bundled:{key}", spec, loaded.model)
-    assert app.quantized_variant(f"bundled:{key}", spec, loaded.model) is quant
+    variant = backend.quantized_variant(ModelSource("bundled", key, loaded), spec)
+    assert backend.quantized_variant(ModelSource("bundled", key, loaded), spec) is variant  # keyed by identity
+    quant = variant.quantized
     ids = app_env["corpus"].test
 
     def session(i: int):

@@ -1,8 +1,11 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from wlm import charts
+from ui.charts import fidelity, generate, speed, style, word_html
+from ui.charts import model as model_charts
 from wlm.benchmark import benchmark_variants, thread_sweep, with_delta_loss
 from wlm.fidelity import FidelityResult, output_fidelity, weight_histogram, weight_sqnr
 from wlm.next_word import next_words_pair
@@ -10,7 +13,7 @@ from wlm.quantize import PRESETS, quantize
 from wlm.sizes import size_by_part
 from wlm.surprisal import surprisal_pair
 
-from conftest import tiny_model
+from conftest import REPO, tiny_model
 
 
 def _sizes(float_parts, quant_parts):
@@ -21,7 +24,7 @@ def _sizes(float_parts, quant_parts):
     return pd.DataFrame(rows)
 
 
-def _valid(figure: charts.Figure) -> dict:
+def _valid(figure: style.Figure) -> dict:
     spec = figure.chart.to_dict()  # Altair validates the spec against the Vega-Lite schema here
     assert figure.takeaway and figure.takeaway.endswith(".")
     return spec
@@ -29,26 +32,26 @@ def _valid(figure: charts.Figure) -> dict:
 
 def test_size_takeaway_names_the_float_embedding_share():
     sizes = _sizes({"embedding": 68.0, "lstm": 8.0, "decoder": 34.0}, {"embedding": 68.0, "lstm": 2.0, "decoder": 8.5})
-    text = charts.size_takeaway(sizes)
+    text = model_charts.size_takeaway(sizes)
     assert "78.5 MB vs 110.0 MB" in text
     assert "29 % smaller" in text  # 1 - 78.5 / 110
     assert "87 % of the quantized model" in text  # 68 / 78.5
-    _valid(charts.size_chart(sizes))
+    _valid(model_charts.size_chart(sizes))
 
 
 def test_size_takeaway_when_the_embedding_is_quantized_or_nothing_is():
     sizes = _sizes({"embedding": 68.0, "lstm": 8.0, "decoder": 34.0}, {"embedding": 17.5, "lstm": 2.0, "decoder": 8.5})
-    assert "from 68.0 MB to 17.5 MB" in charts.size_takeaway(sizes)
+    assert "from 68.0 MB to 17.5 MB" in model_charts.size_takeaway(sizes)
     same = _sizes({"embedding": 1.0, "lstm": 1.0, "decoder": 1.0}, {"embedding": 1.0, "lstm": 1.0, "decoder": 1.0})
-    assert charts.size_takeaway(same).startswith("Nothing is quantized")
+    assert model_charts.size_takeaway(same).startswith("Nothing is quantized")
 
 
 def test_size_chart_from_real_models_stacks_three_parts():
     model = tiny_model(300)
     sizes = size_by_part({"float": model, "quantized": quantize(model, PRESETS["tutorial"])})
-    spec = _valid(charts.size_chart(sizes))
+    spec = _valid(model_charts.size_chart(sizes))
     assert spec["mark"]["type"] == "bar"
-    assert "kB" in charts.size_chart(sizes).takeaway  # tiny models are shown in kB, not "0.0 MB"
+    assert "kB" in model_charts.size_chart(sizes).takeaway  # tiny models are shown in kB, not "0.0 MB"
 
 
 def _table():
@@ -58,28 +61,28 @@ def _table():
 
 
 def test_variant_charts_name_the_smallest_and_the_fastest():
-    assert charts.variants_size_chart(_table()).takeaway == \
+    assert speed.variants_size_chart(_table()).takeaway == \
         "Smallest: int8+emb4 at 20.0 MB, 82 % less than float's 110.0 MB."
-    assert charts.throughput_chart(_table()).takeaway == "Fastest: tutorial at 2,000 tok/s, 2.00× float."
+    assert speed.throughput_chart(_table()).takeaway == "Fastest: tutorial at 2,000 tok/s, 2.00× float."
     slow = _table().assign(tokens_per_s=[3000.0, 2000.0, 1800.0])
-    assert charts.throughput_chart(slow).takeaway.startswith("No variant beats float")
-    _valid(charts.variants_size_chart(_table()))
-    _valid(charts.throughput_chart(_table()))
+    assert speed.throughput_chart(slow).takeaway.startswith("No variant beats float")
+    _valid(speed.variants_size_chart(_table()))
+    _valid(speed.throughput_chart(_table()))
 
 
 def test_tradeoff_picks_the_smallest_variant_within_tolerance():
     table = with_delta_loss(_table())
-    figure = charts.tradeoff_chart(table)
+    figure = fidelity.tradeoff_chart(table)
     _valid(figure)
     assert figure.takeaway.startswith("Pick tutorial: 78.0 MB")  # int8+emb4 costs 0.05 nats, over 0.01
-    assert charts.tradeoff_takeaway(table, tolerance=0.1).startswith("Pick int8+emb4: 20.0 MB (18 % of float)")
-    assert charts.tradeoff_takeaway(table, tolerance=0.001).startswith("Every variant costs more")
+    assert fidelity.tradeoff_takeaway(table, tolerance=0.1).startswith("Pick int8+emb4: 20.0 MB (18 % of float)")
+    assert fidelity.tradeoff_takeaway(table, tolerance=0.001).startswith("Every variant costs more")
 
 
 def test_thread_chart_reports_the_peak_and_its_gain():
     sweep = pd.DataFrame({"variant": ["fp32", "fp32", "tutorial", "tutorial"], "threads": [1, 2, 1, 2],
                           "tokens_per_s": [1000.0, 900.0, 2000.0, 3000.0], "seconds": [1, 1, 1, 1], "loss": [5] * 4})
-    figure = charts.thread_chart(sweep)
+    figure = speed.thread_chart(sweep)
     _valid(figure)
     assert "fp32 gains nothing from more threads (1,000 tok/s)" in figure.takeaway
     assert "tutorial peaks at 2 threads (3,000 tok/s, ×1.50 over 1)" in figure.takeaway
@@ -88,21 +91,21 @@ def test_thread_chart_reports_the_peak_and_its_gain():
 def test_thread_chart_on_a_measured_sweep(tiny_corpus):
     model = tiny_model(len(tiny_corpus.dictionary))
     sweep = thread_sweep(model, tiny_corpus.test, [PRESETS["fp32"]], [1, 2], max_tokens=40)
-    spec = _valid(charts.thread_chart(sweep))
+    spec = _valid(speed.thread_chart(sweep))
     rows = next(iter(spec["datasets"].values()))
     assert [r["threads"] for r in rows] == [1, 2]
-    assert charts.thread_chart(sweep).takeaway.startswith("fp32 ")
+    assert speed.thread_chart(sweep).takeaway.startswith("fp32 ")
 
 
 def test_next_word_chart_says_whether_the_models_agree(trained_tiny):
     model, corpus = trained_tiny
-    same = charts.next_word_chart(next_words_pair(model, model, corpus.dictionary, "the", 5))
+    same = fidelity.next_word_chart(next_words_pair(model, model, corpus.dictionary, "the", 5))
     _valid(same)
     assert same.takeaway.startswith("Both models put") and "more than 0.0e+00" in same.takeaway
     other = tiny_model(len(corpus.dictionary), seed=7)
     table = next_words_pair(model, other, corpus.dictionary, "the", 5)
     first = table[table["rank"] == 1].set_index("model")["word"]
-    text = charts.next_word_chart(table).takeaway
+    text = fidelity.next_word_chart(table).takeaway
     assert text.startswith("The models disagree" if first["float"] != first["quantized"] else "Both models put")
 
 
@@ -110,7 +113,7 @@ def test_kl_chart_takeaway_counts_agreeing_tokens():
     kl = np.array([0.0, 1e-4, 1e-3, 0.5])
     result = FidelityResult(tokens=4, kl_mean=float(kl.mean()), kl_median=float(np.median(kl)), kl_p99=0.49,
                             kl_max=0.5, top1_agreement=0.75, loss_float=5.0, loss_quant=5.01, delta_loss=0.01, kl=kl)
-    figure = charts.kl_chart(result)
+    figure = fidelity.kl_chart(result)
     _valid(figure)
     assert figure.takeaway.startswith("Top-1 agreement 75.0% (3 of 4 tokens)")
     assert "+0.0100" in figure.takeaway
@@ -120,38 +123,42 @@ def test_fidelity_charts_on_a_quantized_model(tiny_corpus):
     model = tiny_model(len(tiny_corpus.dictionary))
     quant = quantize(model, PRESETS["tutorial"])
     result = output_fidelity(model, quant, tiny_corpus.test, max_tokens=50)
-    _valid(charts.kl_chart(result))
+    _valid(fidelity.kl_chart(result))
     sqnr = weight_sqnr(model, quant)
-    figure = charts.sqnr_chart(sqnr)
+    figure = fidelity.sqnr_chart(sqnr)
     _valid(figure)
     worst = sqnr.loc[sqnr["sqnr_db"].idxmin()]
     assert f"{worst['sqnr_db']:.1f} dB" in figure.takeaway
     hist = weight_histogram(model, quant, "rnn.weight_hh_l0")
-    figure = charts.histogram_chart(hist)
+    figure = fidelity.histogram_chart(hist)
     spec = _valid(figure)
     assert len(spec["layer"]) == 2  # bars and the grid's rules
+    bars = spec["datasets"][spec["layer"][0]["data"]["name"]]
+    # The browser gets the bins, not the weights: one row per bin, together every weight of the tensor.
+    assert len(bars) == len(hist.bins) < model.rnn.weight_hh_l0.numel()
+    assert sum(row["weights"] for row in bars) == model.rnn.weight_hh_l0.numel()
     assert f"Grid step {hist.scale:.2g}" in figure.takeaway
-    assert charts.histogram_chart(hist, max_levels=3).takeaway.count("too dense") == 1
+    assert fidelity.histogram_chart(hist, max_levels=3).takeaway.count("too dense") == 1
 
 
 def test_histogram_without_a_grid_says_so():
     model = tiny_model(50)
     quant = quantize(model, PRESETS["float16"])
-    figure = charts.histogram_chart(weight_histogram(model, quant, "decoder.weight"))
+    figure = fidelity.histogram_chart(weight_histogram(model, quant, "decoder.weight"))
     _valid(figure)
     assert figure.takeaway.startswith("No single per-tensor grid")
 
 
 def test_paired_html_escapes_words_breaks_lines_and_marks_the_divergence():
-    html = charts.paired_html(["<b>", "a", "<eos>", "b", "c"], first_difference=3)
+    html = word_html.paired_html(["<b>", "a", "<eos>", "b", "c"], first_difference=3)
     assert "&lt;b&gt;" in html and "<b>" not in html.replace("<br>", "")
     assert "a<br>" in html
     assert "<mark" in html and html.index("<mark") < html.index(">b<")
-    assert "<mark" not in charts.paired_html(["a", "b"], None)
+    assert "<mark" not in word_html.paired_html(["a", "b"], None)
     # Against the other text, only the words that differ after the first difference are tinted.
-    tinted = charts.paired_html(["a", "x", "b", "y"], 1, other=["a", "z", "b", "w"])
+    tinted = word_html.paired_html(["a", "x", "b", "y"], 1, other=["a", "z", "b", "w"])
     assert tinted.count("dotted") == 1 and ">y<" in tinted and "dotted'>b<" not in tinted
-    note = charts.generation_speed_note(1000, {"float": 3.5, "quantized": 1.0}, "tutorial")
+    note = generate.generation_speed_note(1000, {"float": 3.5, "quantized": 1.0}, "tutorial")
     assert "float took 3.50 s (286 words/s)" in note and "tutorial 1.00 s (1,000 words/s)" in note and "×3.5" in note
 
 
@@ -159,10 +166,10 @@ def test_surprisal_html_and_takeaway(trained_tiny):
     model, corpus = trained_tiny
     quant = quantize(model, PRESETS["tutorial"])
     table = surprisal_pair(model, quant, corpus.dictionary, "the zebra <script> cat")
-    html = charts.surprisal_html(table)
+    html = word_html.surprisal_html(table)
     assert "&lt;script&gt;?" in html and "<script>" not in html
     assert html.count("dashed") == 2  # one unknown word, in both rows
-    text = charts.surprisal_takeaway(table)
+    text = word_html.surprisal_takeaway(table)
     known = table[~table["unknown"]]
     worst = known.loc[known["loss_float"].idxmax()]
     assert f"{worst['word']!r} ({worst['loss_float']:.1f} nats float" in text
@@ -172,14 +179,14 @@ def test_surprisal_html_and_takeaway(trained_tiny):
 def test_measured_variant_table_feeds_both_charts(tiny_corpus):
     model = tiny_model(len(tiny_corpus.dictionary))
     table = benchmark_variants(model, tiny_corpus.test, ["tutorial", "int8+emb4"], max_tokens=40)
-    for builder in (charts.variants_size_chart, charts.throughput_chart):
+    for builder in (speed.variants_size_chart, speed.throughput_chart):
         _valid(builder(table))
-    assert "int8+emb4" in charts.variants_size_chart(table).takeaway
+    assert "int8+emb4" in speed.variants_size_chart(table).takeaway
 
 
 @pytest.mark.parametrize("value, text", [(0.5, "500 kB"), (12.34, "12.3 MB")])
 def test_sizes_print_in_readable_units(value, text):
-    assert charts.format_mb(value) == text
+    assert style.format_mb(value) == text
 
 
 def test_same_pick_chart_marks_where_the_texts_part():
@@ -187,20 +194,20 @@ def test_same_pick_chart_marks_where_the_texts_part():
 
     parted = Agreement(first_difference=23, agreed_words=23, same_pick=[0.98] * 23 + [0.72],
                        mean_same_pick=(0.98 * 23 + 0.72) / 24)
-    figure = charts.same_pick_chart(parted)
+    figure = generate.same_pick_chart(parted)
     spec = _valid(figure)
     assert figure.takeaway.startswith("The texts agree for 23 words and part at word 24;")
     assert "pick the same word 96.9 % of the time" in figure.takeaway and "once in 32 words" in figure.takeaway
     rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
     assert spec["datasets"][rule["data"]["name"]] == [{"word": 24}]
     together = Agreement(None, 100, [1.0] * 100, 1.0)
-    assert not any(layer["mark"]["type"] == "rule" for layer in _valid(charts.same_pick_chart(together))["layer"])
-    assert charts.same_pick_takeaway(together) == ("The texts agree on all 100 words; at each step the two models "
+    assert not any(layer["mark"]["type"] == "rule" for layer in _valid(generate.same_pick_chart(together))["layer"])
+    assert generate.same_pick_takeaway(together) == ("The texts agree on all 100 words; at each step the two models "
                                                    "would pick the same word 100.0 % of the time.")
-    assert charts.same_pick_takeaway(Agreement(0, 0, [0.5], 0.5)).startswith("The texts part at the first word")
-    assert charts.same_pick_takeaway(Agreement(0, 0, [0.97], 0.97)).startswith(
+    assert generate.same_pick_takeaway(Agreement(0, 0, [0.5], 0.5)).startswith("The texts part at the first word")
+    assert generate.same_pick_takeaway(Agreement(0, 0, [0.97], 0.97)).startswith(
         "The texts part at the first word, although there the two models would pick the same word 97.0 %")
-    assert "same tickets" in charts.TICKETS_EXPLAINED
+    assert "same tickets" in generate.TICKETS_EXPLAINED
 
 
 def test_same_pick_takeaway_reads_right_near_certainty_and_when_greedy():
@@ -208,13 +215,23 @@ def test_same_pick_takeaway_reads_right_near_certainty_and_when_greedy():
 
     # float16: odds a millionth short of certain neither read as 100 % nor stretch the chart's axis.
     close = Agreement(None, 100, [1 - 1e-6] * 100, 1 - 1e-6)
-    assert "the same word 99.9999 % of the time." in charts.same_pick_takeaway(close)
-    assert _valid(charts.same_pick_chart(close))["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.9, 1]
+    assert "the same word 99.9999 % of the time." in generate.same_pick_takeaway(close)
+    assert _valid(generate.same_pick_chart(close))["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.9, 1]
     # Greedy picks have no odds: the texts part exactly where the most likely words first differ.
     greedy = Agreement(7, 7, [1.0] * 7 + [0.0], 7 / 8)
-    text = charts.same_pick_takeaway(greedy, temperature=0.0)
+    text = generate.same_pick_takeaway(greedy, temperature=0.0)
     assert text.startswith("At temperature 0 each model writes its most likely word: the texts agree for 7 words "
                            "and part at word 8") and "%" not in text
-    assert charts.same_pick_chart(greedy, temperature=0.0).takeaway == text
-    assert "never part" in charts.same_pick_takeaway(Agreement(None, 50, [1.0] * 50, 1.0), temperature=0.0)
-    assert "already for the first word" in charts.same_pick_takeaway(Agreement(0, 0, [0.0], 0.0), temperature=0.0)
+    assert generate.same_pick_chart(greedy, temperature=0.0).takeaway == text
+    assert "never part" in generate.same_pick_takeaway(Agreement(None, 50, [1.0] * 50, 1.0), temperature=0.0)
+    assert "already for the first word" in generate.same_pick_takeaway(Agreement(0, 0, [0.0], 0.0), temperature=0.0)
+
+
+def test_colours_are_named_once_and_the_core_draws_nothing():
+    """The palette lives in style.py, so a colour changes in one place; wlm returns numbers and tables and
+    leaves drawing them to ui/."""
+    for path in (REPO / "ui" / "charts").glob("*.py"):
+        if path.name != "style.py":
+            assert not re.search(r"#[0-9a-fA-F]{3,6}\b", path.read_text()), path.name
+    for path in (REPO / "wlm").rglob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+(altair|streamlit)\b", path.read_text(), re.M), path.name

@@ -46,9 +46,13 @@ def test_sqnr_rows_and_ordering():
 def test_weight_histogram_grid():
     model = tiny_model(50)
     h = weight_histogram(model, quantize(model, PRESETS["tutorial"]), "rnn.weight_hh_l0")
-    assert len(h.values) == len(h.errors) == 4 * 24 * 24
+    weight = model.rnn.weight_hh_l0.detach()
+    assert h.bins["weights"].sum() == weight.numel() == 4 * 24 * 24  # every weight counted once
+    assert h.bins["start"].iloc[0] == pytest.approx(float(weight.min()))
+    assert h.bins["end"].iloc[-1] == pytest.approx(float(weight.max()))
+    assert np.allclose(h.bins["start"].iloc[1:], h.bins["end"].iloc[:-1])  # the bins tile the range, no gaps
     assert h.scale > 0 and len(h.grid) > 10
-    assert np.abs(h.errors).max() <= h.scale / 2 + 1e-6
+    assert 0 < h.max_error <= h.scale / 2 + 1e-6
     assert np.allclose(np.diff(h.grid), h.scale)
     with pytest.raises(WlmError, match="not quantized"):
         weight_histogram(model, quantize(model, PRESETS["tutorial"]), "encoder.weight")

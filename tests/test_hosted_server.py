@@ -47,9 +47,9 @@ def fresh_thread_count() -> int:
 # --- the queues --------------------------------------------------------------------------------------------------
 
 def test_a_page_in_the_queue_is_told_its_place_as_it_moves_up(hosted, infos):
-    from ui import cached
+    from ui import backend
 
-    cached.variant_table.clear()
+    backend.variant_table.clear()
     at = run_app()
     assert_clean(at)
     release_first, release_second = threading.Event(), threading.Event()
@@ -100,10 +100,10 @@ def _hold_every_slot(queue: hosting.FairQueue, release: threading.Event) -> list
 
 
 def test_work_that_draws_a_page_waits_for_a_free_slot_of_its_own_queue(hosted, infos):
-    from ui import bits_tab
+    from ui import backend
 
-    bits_tab.sweep_estimate.clear()
-    bits_tab.sweep_points.clear()
+    backend.sweep_estimate.clear()
+    backend.sweep_points.clear()
     release = threading.Event()
     others = _hold_every_slot(hosting.PAGE_WORK, release)
 
@@ -124,9 +124,9 @@ def test_work_that_draws_a_page_waits_for_a_free_slot_of_its_own_queue(hosted, i
 
 
 def test_a_page_never_waits_behind_other_visitors_long_work(hosted, infos):
-    from ui import bits_tab
+    from ui import backend
 
-    bits_tab.sweep_estimate.clear()
+    backend.sweep_estimate.clear()
     release = threading.Event()
     others = _hold_every_slot(hosting.HEAVY_WORK, release)  # two sweeps running for minutes
     try:
@@ -187,14 +187,14 @@ def test_the_app_sets_one_resting_thread(app_env):
 # --- what survives a clear-cache message ---------------------------------------------------------------------------
 
 def test_shared_models_survive_a_clear_cache_message(app_env, monkeypatch):
-    from ui import cached
+    from ui import backend
 
     at = run_app()
     assert_clean(at)
     made = []
     for name in ("load_model", "Corpus", "quantize"):
-        original = getattr(cached, name)
-        monkeypatch.setattr(cached, name, lambda *a, _original=original, _name=name, **k: (made.append(_name),
+        original = getattr(backend, name)
+        monkeypatch.setattr(backend, name, lambda *a, _original=original, _name=name, **k: (made.append(_name),
                                                                                             _original(*a, **k))[1])
     # What Streamlit does for any browser that sends clear_cache (AppSession._handle_clear_cache_request).
     st.cache_data.clear()
@@ -207,23 +207,22 @@ def test_shared_models_survive_a_clear_cache_message(app_env, monkeypatch):
 
 
 def test_an_upload_is_not_held_past_streamlits_cache(app_env):
-    from ui import cached
+    from ui import backend
 
-    assert not cached._is_upload("bundled:/x") and cached._is_upload("upload:model.pth|12|id")
-    models_before = len(cached._HELD_MODELS._values)
-    variants_before = len(cached._HELD_VARIANTS._values)
+    models_before = len(backend._HELD_MODELS._values)
+    variants_before = len(backend._HELD_VARIANTS._values)
     at = run_app()
-    at.sidebar.radio(key="src").set_value("upload").run()
+    at.sidebar.radio(key="source").set_value("upload").run()
     import io
 
     buffer = io.BytesIO()
     torch.save(app_env["model"].state_dict(), buffer)
     at.sidebar.get("file_uploader")[0].set_value(("mine.pth", buffer.getvalue(), "application/octet-stream")).run()
     assert_clean(at)
-    held_keys = [str(k) for k in cached._HELD_MODELS._values] + [str(k) for k in cached._HELD_VARIANTS._values]
+    held_keys = [str(k) for k in backend._HELD_MODELS._values] + [str(k) for k in backend._HELD_VARIANTS._values]
     assert not any("mine.pth" in k for k in held_keys)
-    assert len(cached._HELD_MODELS._values) <= max(models_before, 1)
-    assert len(cached._HELD_VARIANTS._values) <= cached._HELD_VARIANTS.size and variants_before >= 0
+    assert len(backend._HELD_MODELS._values) <= max(models_before, 1)
+    assert len(backend._HELD_VARIANTS._values) <= backend._HELD_VARIANTS.size and variants_before >= 0
 
 
 # --- containment ---------------------------------------------------------------------------------------------------
@@ -284,9 +283,9 @@ def test_a_laptop_server_reachable_from_other_machines_runs_hosted(app_env, monk
     try:
         at = run_app({"src": "path", "pth": "/etc/passwd"})
         assert not at.exception
-        assert at.sidebar.radio(key="src").options == ["Bundled model", "Upload a checkpoint"]
+        assert at.sidebar.radio(key="source").options == ["Bundled model", "Upload a checkpoint"]
         assert any("listens on 0.0.0.0" in i.value for i in at.sidebar.info)
-        assert at.sidebar.radio(key="src").value == "bundled"
+        assert at.sidebar.radio(key="source").value == "bundled"
     finally:
         st.set_option("client.showErrorDetails", shown)
 
@@ -350,12 +349,12 @@ def test_prune_skips_a_folder_another_process_uses(tmp_path):
 # --- one measurement for a class ---------------------------------------------------------------------------------
 
 def test_a_measurement_another_visitor_asked_for_is_shared_with_its_age_and_can_be_made_again(hosted, monkeypatch):
-    from ui import cached
+    from ui import backend
 
-    cached.variant_table.clear()
+    backend.variant_table.clear()
     calls = []
-    original = cached.benchmark_variants
-    monkeypatch.setattr(cached, "benchmark_variants", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    original = backend.benchmark_variants
+    monkeypatch.setattr(backend, "benchmark_variants", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
     teacher = run_app({"tab": "speed-accuracy"})
     teacher.button(key="speed_go").click().run()
     assert_clean(teacher)

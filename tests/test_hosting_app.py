@@ -38,7 +38,7 @@ def opened(monkeypatch):
 def test_hosted_offers_uploads_only_one_thread_and_hides_error_details(hosted):
     at = run_app({"threads": "2"})
     assert_clean(at)
-    assert at.sidebar.radio(key="src").options == ["Bundled model", "Upload a checkpoint"]
+    assert at.sidebar.radio(key="source").options == ["Bundled model", "Upload a checkpoint"]
     assert not at.sidebar.slider and at.session_state["threads"] == 1
     assert at.query_params["threads"] in ("1", ["1"])
     assert any(c.value.startswith("Threads: 1. This server is shared") for c in at.sidebar.caption)
@@ -50,7 +50,7 @@ def test_a_laptop_keeps_the_path_source_and_the_threads_slider(app_env, monkeypa
     shown = st.get_option("client.showErrorDetails")
     at = run_app()
     assert_clean(at)
-    assert at.sidebar.radio(key="src").options == ["Bundled model", "A .pth file by path", "Upload a checkpoint"]
+    assert at.sidebar.radio(key="source").options == ["Bundled model", "A .pth file by path", "Upload a checkpoint"]
     assert st.get_option("client.showErrorDetails") == shown
     if (os.cpu_count() or 1) > 1:
         assert at.sidebar.slider(key="threads").max == os.cpu_count()
@@ -60,11 +60,11 @@ def test_a_path_link_opens_the_bundled_model_and_never_touches_the_path(hosted, 
     at = run_app({"src": "path", "pth": SECRET})
     assert opened and not [p for p in opened if isinstance(p, str) and SECRET in p]
     assert_clean(at)
-    assert at.sidebar.radio(key="src").value == "bundled"
+    assert at.sidebar.radio(key="source").value == "bundled"
     assert any(i.value == hosting.PATH_NOTE for i in at.info)
     assert len(charts_of(at)) >= 2  # the bundled model's sections are all there
     assert "pth" not in at.query_params and at.query_params["src"] in ("bundled", ["bundled"])
-    at.sidebar.radio(key="src").set_value("upload").run()
+    at.sidebar.radio(key="source").set_value("upload").run()
     assert not any(i.value == hosting.PATH_NOTE for i in at.info)  # the note goes once another source is chosen
 
 
@@ -77,13 +77,13 @@ def test_on_a_laptop_a_path_link_opens_that_path(app_env, monkeypatch, tmp_path,
     path.write_bytes(buffer.getvalue())
     at = run_app({"src": "path", "pth": str(path)})
     assert_clean(at)
-    assert at.sidebar.text_input(key="pth").value == str(path)
+    assert at.sidebar.text_input(key="path").value == str(path)
     assert str(path) in opened
 
 
 def test_a_file_that_is_no_checkpoint_is_one_error_line(hosted):
     at = run_app()
-    at.sidebar.radio(key="src").set_value("upload").run()
+    at.sidebar.radio(key="source").set_value("upload").run()
     notes = b"my lecture notes, not a model\n" * 20
     at.sidebar.get("file_uploader")[0].set_value(("notes.pth", notes, "application/octet-stream")).run()
     assert not at.exception
@@ -120,7 +120,7 @@ def test_a_laptop_measures_the_whole_test_split(app_env, monkeypatch):
 
 
 def test_a_measurement_behind_another_sessions_says_why_it_waits(hosted, monkeypatch):
-    from ui import cached
+    from ui import backend
 
     infos, told = [], threading.Event()
     original = AlertMixin.info
@@ -132,7 +132,7 @@ def test_a_measurement_behind_another_sessions_says_why_it_waits(hosted, monkeyp
         return original(dg, body, *args, **kwargs)
 
     monkeypatch.setattr(AlertMixin, "info", info)
-    cached.variant_table.clear()
+    backend.variant_table.clear()
     at = run_app()
     assert_clean(at)
     assert NEXT not in infos  # nobody else measured: no word of waiting

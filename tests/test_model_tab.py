@@ -11,7 +11,7 @@ from apptest import assert_clean, run_app, size_table
 def test_changing_the_spec_changes_the_size_table_and_the_link(app_env):
     at = run_app()
     before = size_table(at)
-    at.sidebar.toggle(key="emb").set_value(True).run()
+    at.sidebar.toggle(key="embedding").set_value(True).run()
     assert_clean(at)
     after = size_table(at)
     assert after.loc["embedding", "quantized"] < before.loc["embedding", "quantized"]

@@ -1,10 +1,11 @@
 """The "Inside a multiply" tab: six stages on a real input, numbers from the core, bad input as st.error."""
+import re
+
 import pytest
 import torch
 from torch import nn
 from torch.ao import quantization as tq
 
-from wlm import lesson_charts
 from wlm.dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, scales_of
 from wlm.fidelity import sqnr_db
 
@@ -59,7 +60,21 @@ def test_the_decoder_result_is_torchs_and_the_sqnr_shown_is_the_cores(app_env, p
     assert torch.allclose(torch.from_numpy(result.output), theirs, rtol=0, atol=1e-5 * float(theirs.abs().max()))
     assert _shown_sqnr(at) == f"{result.sqnr_db:.1f} dB"
     assert _shown_sqnr(at) == f"{sqnr_db(torch.from_numpy(result.float_output), theirs):.1f} dB"
-    assert any(t.endswith(lesson_charts.error_chart(result).takeaway) for t in takeaways(_tab(at)))
+    # The last stage's takeaway names the figures worked out here from torch's own layer and the float one.
+    with torch.no_grad():
+        exact = model.decoder(item.vector.view(1, -1))[0].double()
+    error = theirs.double() - exact
+    sqnr = float(20 * torch.log10(exact.norm() / error.norm()))
+    said = next(t for t in takeaways(_tab(at)) if " outputs: SQNR " in t)
+    found = re.search(r"([\d,]+) outputs: SQNR ([\d.]+) dB \(about ([\d.]+) bits kept\): the largest error is "
+                      r"([\d.e+-]+), ([\d.]+)% of the largest output\.$", said)
+    assert found, said
+    assert int(found[1].replace(",", "")) == model.decoder.out_features
+    assert float(found[2]) == pytest.approx(sqnr, abs=0.051)
+    assert float(found[3]) == pytest.approx(sqnr / 6.02, abs=0.051)
+    worst = float(error.abs().max())
+    assert float(found[4]) == pytest.approx(worst, rel=0.01)
+    assert float(found[5]) == pytest.approx(100 * worst / float(exact.abs().max()), abs=0.006)
 
 
 def test_an_lstm_layer_at_a_test_position(app_env):
@@ -81,9 +96,24 @@ def test_two_prompts_get_the_scales_the_core_computes(app_env):
     at.text_input(key="mul_prompt2").set_value("a dog ran").run()
     assert_clean(at)
     prompts = ("the cat sat on the", "a dog ran")
-    scales = scales_of([input_from_prompt(model, dictionary, "decoder", p) for p in prompts])
+    items = [input_from_prompt(model, dictionary, "decoder", p) for p in prompts]
+    scales = scales_of(items)
     assert scales["scale"].nunique() == 2  # two inputs, two run-time scales
-    assert f"**Takeaway:** {lesson_charts.scales_chart(scales).takeaway}" in takeaways(_tab(at))
+    # Each input's scale as torch's own observer computes it for a dynamic layer (7 bits on x86: reduce_range).
+    theirs = {}
+    for item in items:
+        observer = tq.MinMaxObserver(dtype=torch.quint8, quant_min=0, quant_max=127)  # codes 0-127
+        observer(item.vector.float())
+        theirs[item.word] = float(observer.calculate_qparams()[0])
+    assert scales.set_index("word")["scale"].to_dict() == pytest.approx(theirs, rel=1e-6)
+    (hi, hi_scale), (lo, lo_scale) = sorted(theirs.items(), key=lambda kv: -kv[1])
+    said = next(t for t in takeaways(_tab(at)) if t.startswith("**Takeaway:** Dynamic:"))
+    found = re.fullmatch(r"\*\*Takeaway:\*\* Dynamic: the scale is computed from each input at run time — '(.+)' gets "
+                         r"([\d.e+-]+), '(.+)' ([\d.e+-]+) \(×([\d.]+)\)\.", said)
+    assert found and (found[1], found[3]) == (hi, lo), said
+    assert float(found[2]) == pytest.approx(hi_scale, rel=0.006)
+    assert float(found[4]) == pytest.approx(lo_scale, rel=0.006)
+    assert float(found[5]) == pytest.approx(hi_scale / lo_scale, abs=0.0051)
 
 
 def test_an_empty_prompt_is_an_error_message(app_env):

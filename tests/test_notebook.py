@@ -17,8 +17,8 @@ from nbclient import NotebookClient
 from wlm import cli
 from wlm.checkpoint import load_model
 from wlm.corpus import Corpus
+from wlm.lessons import LESSONS, run_lesson, size_table, speed_table
 from wlm.notebook import NOTEBOOK_FILE, SCRIPT_FILE, TABLES, cells, walkthrough_zip, write_walkthrough
-from wlm.walkthrough import LESSONS, run_lesson, size_table, speed_table
 
 from conftest import REPO
 

@@ -22,15 +22,15 @@ def _opened(n: int, query: dict):
 
 
 def test_identical_evaluations_from_many_sessions_are_computed_once(app_env, monkeypatch):
-    from ui import cached, speed_tab
+    from ui import backend, speed_tab
 
     calls, asked = [], []
     everyone_asked = threading.Condition()
-    ask, measure = speed_tab.variant_table, cached.benchmark_variants
+    ask, measure = speed_tab.variant_table, backend.benchmark_variants
 
     def asking(*args, **kwargs):
         with everyone_asked:
-            asked.append(args[:5])
+            asked.append((args[0].key, args[1].key, *args[2:5]))
             everyone_asked.notify_all()
         return ask(*args, **kwargs)
 
@@ -43,7 +43,7 @@ def test_identical_evaluations_from_many_sessions_are_computed_once(app_env, mon
         return measure(*args, **kwargs)
 
     monkeypatch.setattr(speed_tab, "variant_table", asking)
-    monkeypatch.setattr(cached, "benchmark_variants", counted)
+    monkeypatch.setattr(backend, "benchmark_variants", counted)
     pages = _opened(SESSIONS, {"preset": "int8+emb8", "tab": "speed-accuracy"})
     for at in pages:
         assert_clean(at)

@@ -4,8 +4,9 @@ server's heavy-work slots, then shared (a second press, by any session, does not
 import pytest
 
 import ui.onnx_download as onnx_download
+from ui import backend
+from wlm.lessons import LESSONS
 from wlm.notebook import ZIP_FILE
-from wlm.walkthrough import LESSONS
 
 from apptest import assert_clean, run_app
 
@@ -26,16 +27,16 @@ def test_every_walkthrough_card_offers_the_notebook(app_env, step):
 def counted_exports(monkeypatch):
     """Each real export the Model tab asks for, by variant; the shared zips start empty."""
     calls = []
-    real = onnx_download.export_zip
+    real = backend.export_zip
 
     def export_zip(model, dictionary, variant):
         calls.append(variant)
         return real(model, dictionary, variant)
 
-    monkeypatch.setattr(onnx_download, "export_zip", export_zip)
-    onnx_download.onnx_zip.clear()
+    monkeypatch.setattr(backend, "export_zip", export_zip)
+    backend.onnx_zip.clear()
     yield calls
-    onnx_download.onnx_zip.clear()
+    backend.onnx_zip.clear()
 
 
 @pytest.mark.parametrize("hosted", [False, True])
@@ -63,7 +64,7 @@ def test_the_model_tab_prepares_the_onnx_zip_once(app_env, counted_exports, monk
 
 
 def test_a_download_the_server_let_go_of_says_so():
-    prepared = onnx_download.PreparedZip(b"zip")
+    prepared = backend.PreparedZip(b"zip")
     data = onnx_download.download_data(prepared)
     assert data() == b"zip"
     del prepared

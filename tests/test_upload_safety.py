@@ -320,7 +320,7 @@ def _upload(at, name: str, data: bytes):
 
 
 def _upload_page(at):
-    at.sidebar.radio(key="src").set_value("upload").run()
+    at.sidebar.radio(key="source").set_value("upload").run()
     assert not at.exception
     return at
 
@@ -370,7 +370,7 @@ def test_a_hosted_server_refuses_a_model_over_its_budget_and_a_laptop_loads_it(h
 
 
 def test_an_evicted_upload_leaves_memory_though_its_page_keeps_the_download(app_env, monkeypatch):
-    from ui import cached
+    from ui import backend
 
     # A server's media file manager keeps each download callable while the session shows its button; AppTest
     # drops its manager after every run, so the callables are kept here as a server would keep them.
@@ -383,14 +383,14 @@ def test_an_evicted_upload_leaves_memory_though_its_page_keeps_the_download(app_
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", keep)
     uploaded = []
-    load = cached.load_checkpoint_bytes
+    load = backend.load_checkpoint_bytes
 
     def remember(*args, **kwargs):
         loaded = load(*args, **kwargs)
         uploaded.extend([weakref.ref(loaded.model), weakref.ref(loaded.model.encoder.weight)])
         return loaded
 
-    monkeypatch.setattr(cached, "load_checkpoint_bytes", remember)
+    monkeypatch.setattr(backend, "load_checkpoint_bytes", remember)
     at = _upload_page(run_app())
     data = _saved(app_env["model"].state_dict())
     assert not _upload(at, "mine.pth", data)
@@ -401,8 +401,8 @@ def test_an_evicted_upload_leaves_memory_though_its_page_keeps_the_download(app_
     assert torch.equal(_outputs(back), _outputs(quantize(uploaded[0](), PRESETS["tutorial"])))
     del back
 
-    cached.load_source.clear()
-    cached.quantized_variant.clear()
+    backend.load_source.clear()
+    backend.quantized_variant.clear()
     gc.collect()
     assert [ref() for ref in uploaded] == [None, None]  # nothing else held the model or its float weights
     assert at.get("download_button")[0].proto.label == "Download the quantized model"  # the page still offers it

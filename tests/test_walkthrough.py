@@ -2,17 +2,19 @@
 prints and leaves behind the numbers the card displays, and they match what wlm measures on its own."""
 import contextlib
 import io
+import shutil
 
 import pytest
 import torch
 
+from wlm import lessons
 from wlm.checkpoint import load_model
 from wlm.evaluate import evaluate
 from wlm.generate import generate
+from wlm.lessons import LESSONS, TUTORIAL, changed_parts, marked_architecture, run_lesson, size_table, speed_table
 from wlm.quantize import PRESETS, quantize
 from wlm.sizes import module_sizes, state_dict_bytes
 from wlm.threads import num_threads
-from wlm.walkthrough import LESSONS, TUTORIAL, changed_parts, marked_architecture, run_lesson, size_table, speed_table
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,114 @@ def test_there_is_no_lesson_0_or_9(names):
     for number in (0, len(LESSONS) + 1):
         with pytest.raises(ValueError):
             run_lesson(number, names)
+
+
+# --- the lesson files --------------------------------------------------------------------------------------------
+
+def test_the_lesson_files_are_the_steps_in_the_order_of_their_names():
+    files = sorted(p.name for p in lessons.FOLDER.glob("[0-9][0-9]_*.py"))
+    assert files[0] == "01_define.py" and files[-1] == "08_beyond.py" and len(files) == 8
+    assert [lesson.file for lesson in LESSONS] == files
+    assert [lesson.number for lesson in LESSONS] == list(range(1, len(files) + 1))
+    assert [lesson.title for lesson in LESSONS][:2] == ["Define the model", "Load the data"]
+    # What the app's caches and queues go by, read from the files' declarations.
+    assert LESSONS[5].needs == LESSONS[6].needs == {"quantized": 5}
+    assert [lesson.number for lesson in LESSONS if lesson.kept] == [5]
+    assert [lesson.number for lesson in LESSONS if lesson.timed] == [7]
+    assert LESSONS[6].inputs == {"model", "corpus", "tokens"} and LESSONS[1].inputs == {"corpus"}
+
+
+def test_each_lesson_gives_exactly_what_it_declares(names):
+    earlier: dict = {}
+    for lesson in LESSONS:
+        with num_threads(torch.get_num_threads()):
+            run = run_lesson(lesson.number, names, earlier)
+        assert sorted(run.values) == sorted(lesson.gives), lesson.file
+        # and reads nothing it does not declare: its shown code runs on its READS and NEEDS alone
+        declared = {name: names[name] for name in lesson.reads}
+        declared.update({name: earlier[giver][name] for name, giver in lesson.needs.items()})
+        with num_threads(torch.get_num_threads()):
+            printed, namespace = _as_shown(lesson.number, declared)
+        assert set(lesson.gives) <= set(namespace), lesson.file
+
+
+def test_the_code_shown_is_the_lessons_function_body():
+    five = LESSONS[4]
+    assert five.code.startswith("import torch\nfrom torch import nn\n\nquantized = ")
+    assert "return" not in five.code and "def lesson" not in five.code
+    assert five.code.endswith("print(quantized)\n")
+
+
+NEW_LESSON = """\
+from __future__ import annotations
+
+TITLE = "Count the words the decoder scores"
+READS = ("dictionary",)
+NEEDS = ("quantized",)
+GIVES = ("scored",)
+SHOWS = "printed"
+EXPLAIN = "The decoder scores every word of the vocabulary, quantized or not."
+
+
+def lesson(dictionary, quantized):
+    scored = quantized.decoder.out_features
+    print(f"{len(dictionary):,} words, {scored:,} scores")
+    return {"scored": scored}
+
+
+def notice(values: dict) -> str:
+    return f"One score per word: {values['scored']:,} of them."
+"""
+
+
+@pytest.fixture
+def lessons_copy(tmp_path):
+    """A copy of the lesson files in a folder of their own."""
+    folder = tmp_path / "lessons"
+    shutil.copytree(lessons.FOLDER, folder, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    return folder
+
+
+def test_a_lesson_file_dropped_into_the_folder_is_the_next_step(lessons_copy, names):
+    (lessons_copy / "09_scores.py").write_text(NEW_LESSON)
+    (lessons_copy / "notes.py").write_text("not a lesson: its name has no number\n")
+    found = lessons.discover(lessons_copy)
+    assert [lesson.file for lesson in found] == [lesson.file for lesson in LESSONS] + ["09_scores.py"]
+    nine = found[8]
+    assert nine.number == 9 and nine.title == "Count the words the decoder scores" and nine.needs == {"quantized": 5}
+    assert nine.code == ("scored = quantized.decoder.out_features\n"
+                         'print(f"{len(dictionary):,} words, {scored:,} scores")\n')
+    assert nine.inputs == {"dictionary", "model"}  # the model through step 5
+    run = run_lesson(9, names, lessons=found)  # runs step 5 first
+    words = len(names["dictionary"])
+    assert run.output == f"{words:,} words, {words:,} scores\n" and run.values == {"scored": words}
+    assert run.notice == f"One score per word: {words:,} of them."
+
+
+@pytest.mark.parametrize("change, message", [
+    (("def lesson(dictionary, quantized):", "def lesson(dictionary, quantized, seed):"), "READS and NEEDS say"),
+    (('READS = ("dictionary",)', 'READS = ("dictionary", "weather")'), "which the setup does not have"),
+    (('NEEDS = ("quantized",)', 'NEEDS = ("forecast",)'), "which no earlier lesson GIVES"),
+    (('    return {"scored": scored}\n', ""), "must end with `return {...}`"),
+    (('TITLE = "Count the words the decoder scores"\n', ""), "does not define TITLE"),
+])
+def test_a_lesson_file_that_breaks_the_format_fails_as_it_loads(lessons_copy, change, message):
+    (lessons_copy / "09_scores.py").write_text(NEW_LESSON.replace(*change))
+    with pytest.raises(lessons.LessonError, match=message) as raised:
+        lessons.discover(lessons_copy)
+    assert "09_scores.py" in str(raised.value)
+
+
+def test_a_lesson_that_gives_other_names_than_it_declares_fails_as_it_runs(lessons_copy, names):
+    (lessons_copy / "09_scores.py").write_text(NEW_LESSON.replace('GIVES = ("scored",)', 'GIVES = ("counted",)'))
+    with pytest.raises(lessons.LessonError, match=r"GIVES \['counted'\] but returned \['scored'\]"):
+        run_lesson(9, names, lessons=lessons.discover(lessons_copy))
+
+
+def test_what_a_lesson_prints_stays_with_its_run_while_others_run_at_once(names):
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = {number: run_lesson(number, names).output for number in (1, 2, 3)}
+    with ThreadPoolExecutor(6) as pool:
+        outputs = list(pool.map(lambda number: (number, run_lesson(number, names).output), [1, 2, 3] * 4))
+    assert all(output == alone[number] for number, output in outputs)

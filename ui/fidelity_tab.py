@@ -4,44 +4,30 @@ from __future__ import annotations
 
 import streamlit as st
 
-from wlm import charts, hosting
-from wlm.corpus import Dictionary
+from wlm import hosting
 from wlm.errors import WlmError
 from wlm.fidelity import quantized_weights
 
-from .cached import (
-    fidelity_result,
-    histogram,
-    next_words,
-    onnx_int8,
-    sqnr_table,
-    surprisal,
-    tradeoff_table,
-    waited_caption,
-)
-from .setup import Setup
+from .backend import fidelity_result, histogram, next_words, sqnr_table, surprisal, tradeoff_table
+from .charts import fidelity as charts
+from .charts import word_html
+from .requests import Setup
 from .speed_tab import BOUND_NOTE, token_limit
-from .widgets import bounded_text, error, need_corpus, remembered_button, show, token_slider
-
-
-def _default_prompt(dictionary: Dictionary) -> str:
-    wanted = "the history of the"
-    return wanted if all(w in dictionary.word2idx for w in wanted.split()) else dictionary.idx2word[0]
+from .widgets import SessionPage, ask, bounded_text, error, need_corpus, remembered_button, show, token_slider
 
 
 def render(setup: Setup) -> None:
     if setup.spec.is_float:
         st.info("Nothing is quantized: switch on LSTM, Linear or Embedding in the sidebar to compare.")
         return
-    args = (setup.model, setup.quant)
     if setup.dictionary is not None:
         st.subheader("Next word")
         c1, c2 = st.columns([3, 1])
-        prompt = c1.text_input("Prompt", _default_prompt(setup.dictionary), key="fid_prompt")
+        prompt = c1.text_input("Prompt", setup.dictionary.first_known("the history of the"), key="fid_prompt")
         prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c1)
         k = c2.slider("Top k", 3, 20, 8, key="fid_k")
         try:
-            show(charts.next_word_chart(next_words(setup.source_key, setup.spec, prompt, k, *args, setup.dictionary)))
+            show(charts.next_word_chart(next_words(setup.variant, setup.vocabulary, prompt, k)))
         except WlmError as exc:
             error(exc, setup)
     else:
@@ -54,12 +40,11 @@ def render(setup: Setup) -> None:
             st.caption(BOUND_NOTE.format(hosting.MAX_TOKENS))
         against = st.radio("Float model against", [f"PyTorch {setup.spec.label}", "ONNX Runtime int8"],
                            horizontal=True, key="fid_engine")
-        ort = against.startswith("ONNX")
-        request = (setup.source_key, setup.corpus_key, "onnxruntime int8" if ort else setup.spec, int(tokens))
+        engine = "onnxruntime" if against.startswith("ONNX") else "torch"
+        request = (setup.variant, setup.split, int(tokens), engine)
         if remembered_button("Compare outputs", "kl_go", request):
             try:
-                other = onnx_int8(setup.source_key, setup.model) if ort else setup.quant
-                result = fidelity_result(*request, setup.model, other, setup.test_ids)
+                result = fidelity_result(*request, _page=SessionPage())
             except WlmError as exc:
                 error(exc, setup)
             else:
@@ -71,21 +56,21 @@ def render(setup: Setup) -> None:
                 show(charts.kl_chart(result))
 
     st.subheader("Weights")
-    if remembered_button("Measure weight error", "sqnr_go", (setup.source_key, setup.spec)):
-        show(charts.sqnr_chart(sqnr_table(setup.source_key, setup.spec, *args)))
-        names = list(quantized_weights(setup.quant))
+    if remembered_button("Measure weight error", "sqnr_go", (setup.variant,)):
+        show(charts.sqnr_chart(sqnr_table(setup.variant)))
+        names = list(quantized_weights(setup.quantized))
         if names:
             name = st.selectbox("Weight for the histogram", names, key="hist_name")
-            show(charts.histogram_chart(histogram(setup.source_key, setup.spec, name, *args)))
+            show(charts.histogram_chart(histogram(setup.variant, name)))
 
     st.subheader("How surprised is each model?")
     if setup.dictionary is not None:
         text = st.text_area("Paste any text", "the cat sat on the mat and the dog ran", key="sur_text")
         text = bounded_text(setup, text, hosting.MAX_TEXT_WORDS, hosting.MAX_TEXT_CHARS)
         try:
-            table = surprisal(setup.source_key, setup.spec, text, *args, setup.dictionary)
-            st.markdown(charts.surprisal_html(table), unsafe_allow_html=True)
-            st.caption(f"**Takeaway:** {charts.surprisal_takeaway(table)} Darker = more surprised (per-word loss).")
+            table = surprisal(setup.variant, setup.vocabulary, text)
+            st.markdown(word_html.surprisal_html(table), unsafe_allow_html=True)
+            st.caption(f"**Takeaway:** {word_html.surprisal_takeaway(table)} Darker = more surprised (per-word loss).")
         except WlmError as exc:
             error(exc, setup)
 
@@ -95,7 +80,6 @@ def render(setup: Setup) -> None:
         if setup.hosted:
             tokens = hosting.clamp_tokens(tokens, hosting.MAX_TOKENS).tokens
         st.caption(f"Every preset on {tokens:,} test tokens (the Speed & accuracy slider), {setup.threads} thread(s).")
-        request = (setup.source_key, setup.corpus_key, int(tokens), setup.threads)
+        request = (setup.source, setup.split, int(tokens), setup.threads)
         if remembered_button("Measure all presets", "trade_go", request):
-            show(charts.tradeoff_chart(tradeoff_table(*request, setup.model, setup.test_ids)))
-            waited_caption("tradeoff_table", *request)
+            show(charts.tradeoff_chart(ask(tradeoff_table, *request)))

@@ -6,12 +6,15 @@ import time
 
 import streamlit as st
 
-from wlm import charts, hosting
+from wlm import hosting
 from wlm.corpus import EOS
 from wlm.errors import WlmError
-from wlm.generate import MAX_WORDS, Agreement, agreement, first_difference, generate_side_by_side
+from wlm.generate import MAX_WORDS, first_difference, generate_side_by_side
 
-from .setup import Setup
+from .backend import shared_picks
+from .charts import generate as charts
+from .charts import word_html
+from .requests import Setup
 from .widgets import bounded_text, error
 
 MAX_APP_WORDS = min(1000, MAX_WORDS)
@@ -22,14 +25,6 @@ def _markdown_word(word: str) -> str:
         return "  \n"
     escaped = "".join("\\" + c if c in "\\`*_[]<>#|~$" else c for c in word)
     return escaped + " "
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _agreement(source_key: str, spec, seed: int, temperature: float, prompt: str, words: int,
-               _float, _quant, _dictionary, _float_words: list[str], _quant_words: list[str]) -> Agreement:
-    # The request before the underscores fixes both texts, so it is the whole key.
-    return agreement(_float, _quant, _dictionary, _float_words, _quant_words, temperature=temperature, seed=seed,
-                     prompt=prompt)
 
 
 def render(setup: Setup) -> None:
@@ -43,10 +38,10 @@ def render(setup: Setup) -> None:
     prompt = c3.text_input("Prompt (optional)", key="gen_prompt")
     prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c3)
     st.caption(f"Seed {setup.seed} (sidebar). {charts.TICKETS_EXPLAINED}")
-    unknown = [w for w in prompt.split() if w not in setup.dictionary.word2idx]
+    _, unknown = setup.dictionary.encode_prompt(prompt, strict=False)  # only named here, never refused
     if unknown:
         st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
-    request = (setup.source_key, setup.spec, int(words), float(temperature), setup.seed, prompt)
+    request = (setup.variant.key, int(words), float(temperature), setup.seed, prompt)
     pressed = st.button("Generate", key="gen_go", type="primary")
     left, right = st.columns(2)
     left.markdown("**float**")
@@ -61,7 +56,7 @@ def render(setup: Setup) -> None:
         seconds: dict[str, float] = {}
         try:
             shown = time.perf_counter()
-            for step in generate_side_by_side({"float": setup.model, "quantized": setup.quant}, setup.dictionary,
+            for step in generate_side_by_side({"float": setup.model, "quantized": setup.quantized}, setup.dictionary,
                                               **kwargs):
                 if step.word is None:
                     seconds[step.model] = step.seconds
@@ -82,12 +77,12 @@ def render(setup: Setup) -> None:
     if not result or result["request"] != request:
         return
     first = result["first_difference"]
-    float_box.markdown(charts.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
-    quant_box.markdown(charts.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
+    float_box.markdown(word_html.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
+    quant_box.markdown(word_html.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
     # Replaying both models along the shared text takes seconds for a long one that never parts (float16).
     with st.spinner("Replaying both models to measure how likely a shared pick was at each step…"):
-        agreed = _agreement(setup.source_key, setup.spec, setup.seed, float(temperature), prompt, int(words),
-                            setup.model, setup.quant, setup.dictionary, result["float"], result["quantized"])
+        agreed = shared_picks(setup.variant, setup.vocabulary, setup.seed, float(temperature), prompt, int(words),
+                              result["float"], result["quantized"])
     figure = charts.same_pick_chart(agreed, float(temperature))
     st.altair_chart(figure.chart, width="stretch")
     st.caption(f"**Takeaway:** {figure.takeaway} "

@@ -7,29 +7,30 @@ from typing import Callable
 import streamlit as st
 from torch import nn
 
-from wlm import charts
 from wlm.errors import WlmError
 from wlm.quantize import QuantSpec, quantize
 from wlm.quantized_file import load_note, quantized_bytes
 from wlm.sizes import part_table
 
 from . import onnx_download
-from .cached import part_sizes, weights_of
-from .setup import Setup
-from .widgets import show
+from .backend import part_sizes, weights_of
+from .charts import model as charts
+from .charts.style import format_mb
+from .requests import Setup
+from .widgets import SessionPage, show
 
 
 def render(setup: Setup) -> None:
-    spec, model, quant = setup.spec, setup.model, setup.quant
+    spec, model, quantized = setup.spec, setup.model, setup.quantized
     st.caption(f"Source: {setup.loaded.source} · quantization: **{spec.label}**")
-    sizes = part_sizes(setup.source_key, spec, model, quant)
-    table = part_table(sizes, weights_of(setup.source_key, model), spec)
+    sizes = part_sizes(setup.variant, _page=SessionPage())
+    table = part_table(sizes, weights_of(setup.source), spec)
     total = table.loc["total"]
     cols = st.columns(4)
     cols[0].metric("Parameters", f"{total['weights']:,}", help="The same in both models: quantizing changes how "
                    "weights are stored, not how many there are.")
-    cols[1].metric("Float size", charts.format_mb(total["float_mb"]))
-    cols[2].metric("Quantized size", charts.format_mb(total["quantized_mb"]),
+    cols[1].metric("Float size", format_mb(total["float_mb"]))
+    cols[2].metric("Quantized size", format_mb(total["quantized_mb"]),
                    delta=f"{100 * (total['quantized_mb'] / total['float_mb'] - 1):+.0f} %", delta_color="inverse")
     cols[3].metric("Ratio", f"×{total['float_mb'] / total['quantized_mb']:.2f}")
     show(charts.size_chart(sizes))
@@ -37,14 +38,14 @@ def render(setup: Setup) -> None:
     # interactive data grid's scripts. The architectures are plain text, as print(model) shows them.
     shown = table.rename(columns={"float_mb": "float", "quantized_mb": "quantized",
                                   "quantized_storage": "quantized model stores"})
-    st.table(shown.style.format({"weights": "{:,}", "float": charts.format_mb, "quantized": charts.format_mb}))
+    st.table(shown.style.format({"weights": "{:,}", "float": format_mb, "quantized": format_mb}))
     left, right = st.columns(2)
     with left.expander("Float architecture"):
         st.text(str(model))
     with right.expander("Quantized architecture"):
-        st.text(str(quant))
+        st.text(str(quantized))
     file_name = f"wlm-{spec.label.replace(' ', '-').replace('+', '_')}.pt"
-    st.download_button("Download the quantized model", data=download_bytes(quant, model, spec),
+    st.download_button("Download the quantized model", data=download_bytes(quantized, model, spec),
                        file_name=file_name, mime="application/octet-stream", on_click="ignore",
                        help="torch.save of its state_dict (LSTM weights as plain tensors)")
     st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
@@ -52,16 +53,16 @@ def render(setup: Setup) -> None:
     onnx_download.render(setup)
 
 
-def download_bytes(quant: nn.Module, model: nn.Module, spec: QuantSpec) -> Callable[[], bytes]:
+def download_bytes(quantized: nn.Module, model: nn.Module, spec: QuantSpec) -> Callable[[], bytes]:
     """The download button's callable: the file of the quantized model, made when clicked.
 
     Streamlit keeps the callable as long as the session shows the button, so it holds the models only weakly:
     an upload the server's cache lets go of (a newer upload took its place) leaves memory although the page
     still offers its download. The variant may have gone while the float model stays; it is quantized again."""
-    quant_ref, model_ref = weakref.ref(quant), weakref.ref(model)
+    quantized_ref, model_ref = weakref.ref(quantized), weakref.ref(model)
 
     def make() -> bytes:
-        variant = quant_ref()
+        variant = quantized_ref()
         if variant is None:
             float_model = model_ref()
             if float_model is None:

@@ -7,51 +7,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from wlm import lesson_charts
-from wlm.corpus import Dictionary
-from wlm.dynamic_multiply import (
-    DEFAULT_CONTEXT,
-    describe_layer,
-    dynamic_multiply,
-    input_from_position,
-    input_from_prompt,
-    layer_names,
-    moved_scores,
-    scales_of,
-)
+from wlm.dynamic_multiply import DEFAULT_CONTEXT, describe_layer, layer_names
 from wlm.errors import WlmError
 
-from .setup import Setup
+from .backend import multiply_lesson
+from .charts import multiply as charts
+from .requests import Setup
 from .widgets import error, show
 
 PROMPT, POSITION = "Last word of a prompt", "A test position"
-
-
-@st.cache_data(show_spinner="Following the input through the layer…", max_entries=8)
-def multiply_lesson(source_key: str, corpus_key: str, layer: str, source: tuple, second_prompt: str,
-                    per_channel: bool, _model, _dictionary, _ids):
-    """The stages for one layer and input, the run-time scales of both inputs, and (decoder) the moved words.
-
-    ``source`` is ('prompt', text) or ('position', index)."""
-    kind, value = source
-    if kind == "position":
-        first = input_from_position(_model, _dictionary, _ids, layer, int(value))
-    else:
-        first = input_from_prompt(_model, _dictionary, layer, value)
-    inputs = [first]
-    if second_prompt.strip():
-        inputs.append(input_from_prompt(_model, _dictionary, layer, second_prompt))
-    result = dynamic_multiply(_model, first, per_channel=per_channel)
-    moved = moved_scores(result, _dictionary) if layer == "decoder" else None
-    return result, scales_of(inputs), moved
-
-
-def _known(dictionary: Dictionary, *candidates: str) -> str:
-    """The first candidate prompt whose words are all in the vocabulary (the tiny test corpus lacks most)."""
-    for text in candidates:
-        if all(w in dictionary.word2idx for w in text.split()):
-            return text
-    return dictionary.idx2word[0]
 
 
 def _controls(setup: Setup):
@@ -69,11 +33,12 @@ def _controls(setup: Setup):
                                    help=f"The float model reads the {DEFAULT_CONTEXT} words before it first.")
         source = ("position", int(position))
     else:
-        prompt = c1.text_input("Prompt (its last word is the input)", _known(setup.dictionary, "the history of the",
-                                                                             "the cat sat on the"), key="mul_prompt")
+        prompt = c1.text_input("Prompt (its last word is the input)",
+                               setup.dictionary.first_known("the history of the", "the cat sat on the"),
+                               key="mul_prompt")
         source = ("prompt", prompt)
     second = c2.text_input("A second prompt, to compare run-time scales",
-                           _known(setup.dictionary, "she was born in", "a dog ran"), key="mul_prompt2")
+                           setup.dictionary.first_known("she was born in", "a dog ran"), key="mul_prompt2")
     return layer, source, second, per_channel
 
 
@@ -85,8 +50,8 @@ def render(setup: Setup) -> None:
                 "the real numbers through it, stage by stage.")
     layer, source, second, per_channel = _controls(setup)
     try:
-        result, scales, moved = multiply_lesson(setup.source_key, setup.corpus_key, layer, source, second, per_channel,
-                                                setup.model, setup.dictionary, setup.test_ids)
+        result, scales, moved = multiply_lesson(setup.source, setup.vocabulary, setup.split, layer, source, second,
+                                                per_channel)
     except WlmError as exc:
         error(exc, setup)
         return
@@ -94,29 +59,29 @@ def render(setup: Setup) -> None:
                f"'{result.word}'. {result.x.size:,} inputs, {result.output.size:,} outputs.")
 
     st.subheader("1 · The float activation arrives")
-    show(lesson_charts.activation_chart(result))
+    show(charts.activation_chart(result))
 
     st.subheader("2 · Scale and zero point, computed now")
     c = st.columns(3)
     c[0].metric("Activation scale", f"{result.x_scale:.4g}")
     c[1].metric("Zero point", f"{result.x_zero_point}")
     c[2].metric("Range covered", f"{min(result.x_min, 0.0):.3f} … {max(result.x_max, 0.0):.3f}")
-    show(lesson_charts.scales_chart(scales))
+    show(charts.scales_chart(scales))
 
     st.subheader(f"3 · The activation as unsigned integers {result.qmin}–{result.qmax}")
     st.markdown("Why not 0–255? PyTorch's x86 kernels add two uint8 × int8 products into an int16, and two "
                 "255 × 128 products would overflow it; with `reduce_range` activations get 7 bits, so they cannot.")
-    show(lesson_charts.codes_chart(result))
+    show(charts.codes_chart(result))
 
     st.subheader("4 · Int8 weights, with their scales")
     st.dataframe(result.weight_rows(rows=4, columns=8), hide_index=True)
-    show(lesson_charts.weights_chart(result))
+    show(charts.weights_chart(result))
 
     st.subheader("5 · Int32 accumulation and rescale")
     st.dataframe(result.output_table().head(4), hide_index=True)
     st.caption("The first outputs: corrected = accumulator − zero point × the row's int8 sum; "
                "quantized = corrected × output_scale + bias.")
-    show(lesson_charts.accumulation_chart(result))
+    show(charts.accumulation_chart(result))
 
     st.subheader("6 · The result against the float layer")
     summary = result.summary()
@@ -124,7 +89,7 @@ def render(setup: Setup) -> None:
     c[0].metric("SQNR", f"{summary['sqnr_db']:.1f} dB")
     c[1].metric("Largest error", f"{summary['output_max_abs_error']:.3g}")
     c[2].metric("Largest |int32 sum|", f"{summary['accumulator_max_abs']:,}")
-    show(lesson_charts.error_chart(result))
+    show(charts.error_chart(result))
     if moved is not None:
         st.markdown("**The next-word probabilities that moved most**")
-        show(lesson_charts.moved_scores_chart(moved))
+        show(charts.moved_scores_chart(moved))

@@ -6,39 +6,18 @@ import weakref
 from typing import Callable
 
 import streamlit as st
-from torch import nn
 
-from wlm.corpus import Dictionary
 from wlm.errors import WlmError
-from wlm.memory import release_memory
-from wlm.onnx_export import README_FILE, VOCAB_FILE, export_zip, model_file, zip_folder
+from wlm.onnx_export import README_FILE, VOCAB_FILE, model_file, zip_folder
 
-from .cached import heavy_turn
-from .setup import Setup
-from .widgets import error, remembered_button
+from . import backend
+from .requests import Setup
+from .widgets import SessionPage, error, remembered_button
 
 VARIANTS = ("int8", "fp32")  # int8 first: the quantized model is the point of the tab
 
 
-class PreparedZip:
-    """A zip's bytes in an object a download button can hold weakly (bytes themselves cannot be)."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-
-@st.cache_resource(show_spinner="Exporting to ONNX and quantizing with ONNX Runtime (once per model)…",
-                   max_entries=2)
-def onnx_zip(source_key: str, variant: str, _model: nn.Module, _dictionary: Dictionary) -> PreparedZip:
-    """The zip of a source's export, made once per server and shared by every session (``st.cache_data`` would
-    hand each a copy of up to 100 MB). The export itself is also cached on disk (``wlm.onnx_engine``)."""
-    with heavy_turn("onnx_zip", source_key, variant):  # the export holds copies of the model: a few at a time
-        prepared = PreparedZip(export_zip(_model, _dictionary, variant))
-    release_memory()
-    return prepared
-
-
-def download_data(prepared: PreparedZip) -> Callable[[], bytes]:
+def download_data(prepared: backend.PreparedZip) -> Callable[[], bytes]:
     """The download button's callable. Streamlit keeps it while the session shows the button, so it holds the zip
     weakly: once the server's cache lets the zip go (two newer exports took its place), so does the page."""
     ref = weakref.ref(prepared)
@@ -63,11 +42,11 @@ def render(setup: Setup) -> None:
     variant = st.radio("ONNX variant", VARIANTS, horizontal=True, key="onnx_variant",
                        format_func=lambda v: {"int8": "int8 (quantize_dynamic)", "fp32": "fp32 (float)"}[v])
     if not remembered_button(f"Prepare the download for ONNX Runtime ({variant})", "onnx_export",
-                             (setup.source_key, variant)):
+                             (setup.source, variant)):
         st.caption("The first export of a model takes up to half a minute on a busy server; after that it is instant.")
         return
     try:
-        prepared = onnx_zip(setup.source_key, variant, setup.model, setup.dictionary)
+        prepared = backend.onnx_zip(setup.source, setup.vocabulary, variant, _page=SessionPage())
     except WlmError as exc:  # e.g. a model the exporter cannot handle: one line, never a traceback
         error(exc, setup)
         return

@@ -2,50 +2,36 @@
 the link's query parameters), then the loaded model, its quantized variant and the corpus, as one ``Setup``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import streamlit as st
-import torch
 
 from wlm import hosting
 from wlm.bundle import WEIGHTS_FILE
 from wlm.checkpoint import check_upload_size, default_model_path, upload_limit_mb
-from wlm.corpus import Corpus, Dictionary, resolve_data_dir
+from wlm.corpus import resolve_data_dir
 from wlm.errors import WlmError
-from wlm.model import LoadedModel
-from wlm.quantize import PRESETS, QuantSpec
+from wlm.quantize import DTYPES, PRESETS, QuantSpec
 
-from .cached import CPUS, load_corpus, load_source, quantized_variant
+from .backend import CPUS, load_corpus, load_source, quantized_variant
+from .requests import CorpusSource, ModelSource, Setup, Vocabulary
+from .widgets import SessionPage
 
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
 MAX_SEED = 2**31 - 1
 KEPT_PARAMS = ("step", "tab")  # the Walkthrough's card, and the tab a shared link opens on
-DEFAULTS = {"src": "bundled", "pth": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
-            "linear": True, "emb": False, "bits": 8, "dtype": "qint8", "pc": False, "threads": 1, "seed": 0}
+DEFAULTS = {"source": "bundled", "path": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
+            "linear": True, "embedding": False, "embedding_bits": 8, "dtype": "qint8", "per_channel": False,
+            "threads": 1, "seed": 0}
+# A setting's name in a link where it is shorter than in the code (links stay short, and old links keep working);
+# the others are spelled alike. The sidebar's widgets are keyed by the setting's name.
+IN_LINKS = {"source": "src", "path": "pth", "embedding": "emb", "embedding_bits": "bits", "per_channel": "pc"}
 
 
-@dataclass(frozen=True)
-class Setup:
-    """What every tab works on. Built by ``resolve_setup``; ``with_corpus`` adds what the corpus allows."""
-
-    source_key: str
-    loaded: LoadedModel
-    spec: QuantSpec
-    quant: torch.nn.Module
-    threads: int
-    seed: int
-    dictionary: Dictionary | None = None
-    corpus: Corpus | None = None
-    corpus_key: str = ""
-    test_ids: torch.Tensor | None = None
-    missing: str = ""  # why corpus-based measurements are off ('' when they are on)
-    hosted: bool = False  # a shared server: bounded measurements (see wlm.hosting)
-
-    @property
-    def model(self):
-        return self.loaded.model
+def link_name(setting: str) -> str:
+    return IN_LINKS.get(setting, setting)
 
 
 # --- the sidebar and the link ----------------------------------------------------------------
@@ -69,20 +55,20 @@ def init_from_query_params(hosted: bool = False) -> None:
     st.session_state["_initialised"] = True
     for key, default in DEFAULTS.items():
         value = default
-        if key in st.query_params:
+        if link_name(key) in st.query_params:
             try:
-                value = _parse(key, st.query_params[key])
+                value = _parse(key, st.query_params[link_name(key)])
             except ValueError:
                 value = default
         st.session_state[key] = value
-    if st.session_state["src"] not in SOURCES:
-        st.session_state["src"] = "bundled"
-    choice = hosting.choose_source(st.session_state["src"], hosted)
-    st.session_state["src"], st.session_state["_source_note"] = choice.source, choice.note
-    if st.session_state["dtype"] not in ("qint8", "float16"):
+    if st.session_state["source"] not in SOURCES:
+        st.session_state["source"] = "bundled"
+    choice = hosting.choose_source(st.session_state["source"], hosted)
+    st.session_state["source"], st.session_state["_source_note"] = choice.source, choice.note
+    if st.session_state["dtype"] not in DTYPES:
         st.session_state["dtype"] = "qint8"
-    if st.session_state["bits"] not in (8, 4):
-        st.session_state["bits"] = 8
+    if st.session_state["embedding_bits"] not in (8, 4):
+        st.session_state["embedding_bits"] = 8
     st.session_state["threads"] = hosting.THREADS if hosted else min(max(1, st.session_state["threads"]), CPUS)
     if not 0 <= st.session_state["seed"] <= MAX_SEED:  # the seed box's range, for a link that names another
         st.session_state["seed"] = DEFAULTS["seed"]
@@ -117,21 +103,21 @@ def link_to_tab(title: str) -> str:
 
 def spec_from_state() -> QuantSpec:
     s = st.session_state
-    return QuantSpec(lstm=s["lstm"], linear=s["linear"], embedding=s["emb"], dtype=s["dtype"],
-                     per_channel=s["pc"] and s["dtype"] == "qint8", embedding_bits=s["bits"])
+    return QuantSpec(lstm=s["lstm"], linear=s["linear"], embedding=s["embedding"], dtype=s["dtype"],
+                     per_channel=s["per_channel"] and s["dtype"] == "qint8", embedding_bits=s["embedding_bits"])
 
 
 def apply_preset() -> None:
     name = st.session_state["preset"]
     if name in PRESETS:
         spec = PRESETS[name]
-        st.session_state.update(lstm=spec.lstm, linear=spec.linear, emb=spec.embedding, dtype=spec.dtype,
-                                pc=spec.per_channel, bits=spec.embedding_bits)
+        st.session_state.update(lstm=spec.lstm, linear=spec.linear, embedding=spec.embedding, dtype=spec.dtype,
+                                per_channel=spec.per_channel, embedding_bits=spec.embedding_bits)
 
 
 def sync_preset() -> None:
     if st.session_state["dtype"] != "qint8":
-        st.session_state["pc"] = False
+        st.session_state["per_channel"] = False
     spec = spec_from_state()
     st.session_state["preset"] = next((n for n, p in PRESETS.items() if p == spec), CUSTOM)
 
@@ -139,12 +125,12 @@ def sync_preset() -> None:
 def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
     sb = st.sidebar
     sb.header("Setup")
-    sb.radio("Model", list(hosting.offered_sources(SOURCES, hosted)), format_func=SOURCES.get, key="src",
+    sb.radio("Model", list(hosting.offered_sources(SOURCES, hosted)), format_func=SOURCES.get, key="source",
              on_change=lambda: st.session_state.update(_source_note=""))  # the fallback's note was answered
     upload = None
-    if st.session_state["src"] == "path":
-        sb.text_input("Path of the tutorial's .pth (a state_dict)", key="pth")
-    elif st.session_state["src"] == "upload":
+    if st.session_state["source"] == "path":
+        sb.text_input("Path of the tutorial's .pth (a state_dict)", key="path")
+    elif st.session_state["source"] == "upload":
         try:  # a shared server's browser refuses a file over the budget before sending it
             limit = upload_limit_mb(hosting.max_params()) if hosted else None
         except WlmError:
@@ -157,11 +143,11 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
                  help="'tutorial' is what the PyTorch tutorial does: int8 LSTM and Linear, float embedding.")
     sb.toggle("LSTM", key="lstm", on_change=sync_preset)
     sb.toggle("Linear (decoder)", key="linear", on_change=sync_preset)
-    sb.toggle("Embedding", key="emb", on_change=sync_preset)
-    sb.radio("Embedding bits", [8, 4], key="bits", horizontal=True, on_change=sync_preset,
-             disabled=not st.session_state["emb"])
-    sb.radio("LSTM / Linear weights", ["qint8", "float16"], key="dtype", horizontal=True, on_change=sync_preset)
-    sb.toggle("Per-channel (Linear, qint8)", key="pc", on_change=sync_preset,
+    sb.toggle("Embedding", key="embedding", on_change=sync_preset)
+    sb.radio("Embedding bits", [8, 4], key="embedding_bits", horizontal=True, on_change=sync_preset,
+             disabled=not st.session_state["embedding"])
+    sb.radio("LSTM / Linear weights", list(DTYPES), key="dtype", horizontal=True, on_change=sync_preset)
+    sb.toggle("Per-channel (Linear, qint8)", key="per_channel", on_change=sync_preset,
               disabled=st.session_state["dtype"] != "qint8")
     sb.subheader("Run")
     if hosted:
@@ -174,8 +160,8 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
     # A widget that was not drawn this run (the path box) has no state; fall back to its default.
     config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
     # The address bar mirrors the setup, so a copied link opens the same one; the Walkthrough's card stays.
-    st.query_params.from_dict({**{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
-                                  if k != "pth" or config["src"] == "path"},
+    st.query_params.from_dict({**{link_name(k): str(v).lower() if isinstance(v, bool) else str(v)
+                                  for k, v in config.items() if k != "path" or config["source"] == "path"},
                                **{k: st.query_params[k] for k in KEPT_PARAMS if k in st.query_params}})
     return {"upload": upload, "hosted": hosted, **config}, spec_from_state()
 
@@ -186,7 +172,7 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
     """The model and its quantized variant, or None (with the reason shown); the corpus comes later
     (``with_corpus``)."""
     hosted = config.get("hosted", False)
-    kind = hosting.choose_source(config["src"], hosted).source  # never a path on a shared server
+    kind = hosting.choose_source(config["source"], hosted).source  # never a path on a shared server
     if kind == "bundled" and st.session_state.get("_source_note"):
         st.info(st.session_state["_source_note"])
     try:
@@ -201,7 +187,7 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
             key = f"{upload.name}|{upload.size}|{upload.file_id}"
             loaded = load_source("upload", key, upload.getvalue(), budget)
         elif kind == "path":
-            key = str(config["pth"]).strip()
+            key = str(config["path"]).strip()
             loaded = load_source("path", key)
         else:
             if not (default_model_path() / WEIGHTS_FILE).is_file():
@@ -214,19 +200,20 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
     except WlmError as exc:
         st.error(hosting.public_message(str(exc), hosted))
         return None
-    source_key = f"{kind}:{key}"
+    source = ModelSource(kind, key, loaded)
     try:
-        quant = quantized_variant(source_key, spec, loaded.model)
+        variant = quantized_variant(source, spec, _page=SessionPage())
     except WlmError as exc:  # e.g. an upload whose weights quantize to nothing usable
         st.error(hosting.public_message(str(exc), hosted))
         return None
-    return Setup(source_key=source_key, loaded=loaded, spec=spec, quant=quant, threads=config["threads"],
-                 seed=config["seed"], dictionary=loaded.dictionary, hosted=hosted)
+    vocabulary = None if loaded.dictionary is None else Vocabulary.of_source(source, loaded.dictionary)
+    return Setup(variant=variant, threads=config["threads"], seed=config["seed"], vocabulary=vocabulary,
+                 hosted=hosted)
 
 
-def corpus_panel(hosted: bool = False) -> tuple[Corpus | None, str, str]:
-    """The corpus if one is found, its cache key, and otherwise what is missing and how to get it. On a shared
-    server no message names the server's folders, and no visitor can make it download."""
+def corpus_panel(hosted: bool = False) -> tuple[CorpusSource | None, str]:
+    """The corpus if one is found, and otherwise what is missing and how to get it. On a shared server no
+    message names the server's folders, and no visitor can make it download."""
     def public(text: str) -> str:
         return hosting.public_message(text, hosted)
 
@@ -236,10 +223,10 @@ def corpus_panel(hosted: bool = False) -> tuple[Corpus | None, str, str]:
             corpus = load_corpus(str(path.resolve()))
             st.sidebar.caption(public(f"Corpus: {corpus.label} ({len(corpus.dictionary):,} words, "
                                       f"{len(corpus.test):,} test tokens)"))
-            return corpus, str(path.resolve()), ""
+            return CorpusSource(str(path.resolve()), corpus), ""
         except WlmError as exc:
             st.sidebar.error(public(str(exc)))
-            return None, "", public(f"The corpus in {path} cannot be read: {exc}")
+            return None, public(f"The corpus in {path} cannot be read: {exc}")
     # Only a WLM_DATA_DIR naming an empty or missing folder gets here: otherwise the bundled copy is found.
     missing = public(f"No corpus found at {path}, the folder WLM_DATA_DIR names. Point WLM_DATA_DIR at a folder "
                      "with Wikitext-2's train.txt, valid.txt and test.txt, or unset it to use the copy bundled "
@@ -254,25 +241,25 @@ def corpus_panel(hosted: bool = False) -> tuple[Corpus | None, str, str]:
             st.rerun()
         except WlmError as exc:
             st.sidebar.error(str(exc))
-    return None, "", missing
+    return None, missing
 
 
 def with_corpus(setup: Setup) -> Setup:
     """``setup`` with the corpus and what it allows: the vocabulary (for a .pth) and the test tokens."""
-    corpus, corpus_key, missing = corpus_panel(setup.hosted)
-    loaded, dictionary, test_ids = setup.loaded, setup.loaded.dictionary, None
-    if corpus is not None:
-        if dictionary is None and loaded.model.config.ntoken == len(corpus.dictionary):
-            dictionary = corpus.dictionary
-        if dictionary is not None and dictionary == corpus.dictionary:
-            test_ids = corpus.test
+    found, missing = corpus_panel(setup.hosted)
+    loaded, vocabulary, split = setup.loaded, setup.vocabulary, None
+    if found is not None:
+        corpus = found.corpus
+        if vocabulary is None and loaded.model.config.ntoken == len(corpus.dictionary):
+            vocabulary = Vocabulary.of_corpus(found)
+        if vocabulary is not None and vocabulary.dictionary == corpus.dictionary:
+            split = found
         else:
             missing = hosting.public_message(
                 f"The corpus in {corpus.path} does not match the model's vocabulary ({len(corpus.dictionary):,} vs "
                 f"{loaded.model.config.ntoken:,} words); use the corpus the model was trained on to measure loss "
                 "and speed.", setup.hosted)
-    if dictionary is None:
+    if vocabulary is None:
         missing = missing or "This checkpoint has no vocabulary."
         missing += " Text generation needs the vocabulary of the corpus the model was trained on."
-    return replace(setup, dictionary=dictionary, corpus=corpus, corpus_key=corpus_key, test_ids=test_ids,
-                   missing=missing)
+    return replace(setup, vocabulary=vocabulary, corpus=found, split=split, missing=missing)

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from wlm import charts, hosting
+from wlm import hosting
 from wlm.benchmark import engine_labels
 from wlm.errors import WlmError
 from wlm.quantize import PRESETS, QuantSpec
 
-from .cached import Measured, default_tokens, sweep_table, variant_table, waited_caption
-from .setup import Setup
-from .widgets import error, need_corpus, remembered_button, show, token_slider
+from .backend import Measured, default_tokens, sweep_table, variant_table
+from .charts import speed as charts
+from .requests import Setup
+from .widgets import ask, error, need_corpus, remembered_button, show, shown_to_another, token_slider
 
 BOUND_NOTE = "This shared server measures at most {:,} tokens per request, so no one waits long for a measurement."
 
@@ -20,7 +21,7 @@ AGAIN = "speed_again"  # session state: how often this session asked to measure 
 
 def shared_caption(measured: Measured) -> None:
     """Under a measurement another visitor's request made: when, and a button for this session's own."""
-    if not measured.for_another_session():
+    if not shown_to_another(measured):
         return
     seconds = measured.seconds_ago()
     ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
@@ -46,8 +47,7 @@ def selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:
 def render(setup: Setup) -> None:
     if not need_corpus(setup):
         return
-    default = default_tokens(setup.source_key, setup.corpus_key, setup.model, setup.test_ids)
-    waited_caption("default_tokens", setup.source_key, setup.corpus_key)
+    default = ask(default_tokens, setup.source, setup.split)
     tokens = token_slider("Test tokens to evaluate", token_limit(setup), default, "speed_tokens",
                           help="The default takes about 5 s here for float and the tutorial's variant.")
     if setup.hosted:
@@ -58,16 +58,14 @@ def render(setup: Setup) -> None:
     with_ort = st.checkbox("Also run ONNX Runtime (its float export and its int8 quantize_dynamic model)",
                            key="speed_ort", help="Same tokens, same harness and thread count; size is the .onnx file.")
     engines = ("torch", "onnxruntime") if with_ort else ("torch",)
-    request = (setup.source_key, setup.corpus_key, specs, int(tokens), setup.threads)
-    if remembered_button("Run evaluation", "speed_go", (*request, engines)):
-        again = st.session_state.get(AGAIN, 0)
+    request = (setup.source, setup.split, specs, int(tokens), setup.threads, engines)
+    if remembered_button("Run evaluation", "speed_go", request):
         try:
-            measured = variant_table(*request, setup.model, setup.test_ids, engines, again)
+            measured = ask(variant_table, *request, st.session_state.get(AGAIN, 0))
         except WlmError as exc:
             error(exc, setup)
             return
         table = engine_labels(measured.value)
-        waited_caption("variant_table", *request, engines, again)
         shared_caption(measured)
         st.dataframe(table.style.format({"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}",
                                          "tokens_per_s": "{:,.0f}", "speedup": "{:.2f}×"}),
@@ -84,7 +82,6 @@ def render(setup: Setup) -> None:
         sweep_tokens = hosting.clamp_tokens(sweep_tokens, hosting.MAX_SWEEP_TOKENS).tokens
     top = hosting.sweep_threads(setup.hosted)[-1]
     st.caption(f"Float vs {sweep_spec.label} at 1 … {top} threads on {sweep_tokens:,} tokens.")
-    sweep_request = (setup.source_key, setup.corpus_key, sweep_spec, sweep_tokens, setup.hosted)
+    sweep_request = (setup.source, sweep_spec, setup.split, sweep_tokens, setup.hosted)
     if remembered_button("Sweep threads", "sweep_go", sweep_request):
-        show(charts.thread_chart(sweep_table(*sweep_request, setup.model, setup.test_ids)))
-        waited_caption("sweep_table", *sweep_request)
+        show(charts.thread_chart(ask(sweep_table, *sweep_request)))

@@ -1,29 +1,103 @@
-"""Small building blocks every tab uses: a chart with its takeaway, buttons that remember, token sliders."""
+"""Small building blocks every tab uses: a chart with its takeaway, buttons that remember, token sliders, and the
+page a backend call speaks to while it works."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import uuid
 
 import streamlit as st
 
-from wlm import charts, hosting
+from wlm import hosting
 
-if TYPE_CHECKING:
-    from .setup import Setup
+from . import backend
+from .charts.style import Figure
+from .requests import CorpusSource, ModelSource, Setup, Variant, Vocabulary
+
+OWNER = "_queue_owner"  # session state: this session's name in the server's queues
+WAITED = "_waited"  # session state: the requests of this session that queued behind another visitor's
 
 
-def show(figure: charts.Figure) -> None:
+def show(figure: Figure) -> None:
     st.altair_chart(figure.chart, width="stretch")
     st.caption(f"**Takeaway:** {figure.takeaway}")
 
 
-def progress_bar(text: str):
-    """A progress bar and a ``progress(done, total)`` callback that fills it with token counts."""
-    bar = st.progress(0.0, text=text)
-    return bar, (lambda done, total: bar.progress(min(1.0, done / total), text=f"{text} {done:,}/{total:,} tokens"))
+class _QueueNotice(backend.Notice):
+    """The page's word on where its work waits, made the first time the work has to wait."""
+
+    def __init__(self) -> None:
+        self._box = None
+
+    def show(self, place: int) -> None:
+        if self._box is None:
+            self._box = st.empty()
+        self._box.info(hosting.waiting_message(place), icon=":material/hourglass_top:")
+
+    def clear(self) -> None:
+        if self._box is not None:
+            self._box.empty()
 
 
-def remembered_button(label: str, key: str, request) -> bool:
-    """True when the button was just pressed, or was pressed earlier for this same request."""
+class SessionPage(backend.Page):
+    """This browser session, as the backend's calls see it: one place in the server's queues, and the elements
+    that show a call's wait and progress (made while the call runs, so a cached result replays them cleared)."""
+
+    def __init__(self) -> None:
+        self.owner = st.session_state.setdefault(OWNER, uuid.uuid4().hex)
+        self.did_wait = False
+
+    def queue_notice(self) -> backend.Notice:
+        return _QueueNotice()
+
+    def waited(self) -> None:
+        self.did_wait = True
+
+    @contextlib.contextmanager
+    def progress(self, text: str):
+        bar = st.progress(0.0, text=text)
+        try:
+            yield lambda fraction, detail="": bar.progress(min(1.0, max(0.0, fraction)),
+                                                           text=f"{text} {detail}".strip())
+        finally:
+            bar.empty()
+
+    @contextlib.contextmanager
+    def spinner(self, text: str):
+        with st.spinner(text):
+            yield
+
+
+def _identity(value):
+    """What a request's value is compared by: a model, corpus or vocabulary by its key, never by its tensors."""
+    if isinstance(value, (ModelSource, Variant, CorpusSource, Vocabulary)):
+        return type(value).__name__, value.key
+    return value
+
+
+def ask(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` of the backend for this session's page, with a lasting word under its result
+    when it had to wait for another visitor's work (shown again on every rerun that shows the result)."""
+    page = SessionPage()
+    result = call(*args, **kwargs, _page=page)
+    asked = (call.__name__, *map(_identity, args), *((k, _identity(v)) for k, v in sorted(kwargs.items())))
+    waited = st.session_state.setdefault(WAITED, set())
+    if page.did_wait:
+        waited.add(asked)
+    if asked in waited:
+        st.caption(":material/hourglass_bottom: This measurement waited for another visitor's to finish first, "
+                   "so that neither slowed the other.")
+    return result
+
+
+def shown_to_another(measured: backend.Measured) -> bool:
+    """Whether a shared measurement was made for another session's request."""
+    return measured.by != SessionPage().owner
+
+
+def remembered_button(label: str, key: str, request: tuple) -> bool:
+    """True when the button was just pressed, or was pressed earlier for this same request (the values of
+    ``ui.requests`` in it are compared by identity)."""
+    request = tuple(map(_identity, request))
     if st.button(label, key=key):
         st.session_state[f"{key}_request"] = request
     return st.session_state.get(f"{key}_request") == request

@@ -43,13 +43,13 @@ class FidelityResult:
 
 
 @torch.no_grad()
-def output_fidelity(float_model: nn.Module, quant_model: nn.Module, data: torch.Tensor, *,
+def output_fidelity(float_model: nn.Module, quantized: nn.Module, data: torch.Tensor, *,
                     max_tokens: int | None = None, bptt: int = BPTT,
                     progress: Callable[[int, int], None] | None = None) -> FidelityResult:
     """Run both models over the same tokens (batch 1, hidden carried) and compare their predictions."""
     data, note = limit_tokens(data, max_tokens)
     kls, agree, nll_f, nll_q, steps = [], 0, 0.0, 0.0, 0
-    for targets, (lf, lq) in chunks([float_model, quant_model], data, bptt=bptt, progress=progress):
+    for targets, (lf, lq) in chunks([float_model, quantized], data, bptt=bptt, progress=progress):
         logp_f = torch.log_softmax(lf.view(-1, lf.size(-1)).double(), -1)
         logp_q = torch.log_softmax(lq.view(-1, lq.size(-1)).double(), -1)
         kls.append((logp_f.exp() * (logp_f - logp_q)).sum(-1).clamp_min(0).float())
@@ -70,19 +70,19 @@ def _as_float(weight: torch.Tensor) -> torch.Tensor:
     return weight.dequantize() if weight.is_quantized else weight.float()
 
 
-def quantized_weights(quant_model: nn.Module) -> dict[str, torch.Tensor]:
+def quantized_weights(quantized: nn.Module) -> dict[str, torch.Tensor]:
     """The weights a quantized model actually computes with (quantized tensors, or fp16 values),
     keyed by the float model's state_dict names. Parts left in float are not listed."""
     out: dict[str, torch.Tensor] = {}
-    encoder = getattr(quant_model.encoder, "bag", quant_model.encoder)
+    encoder = getattr(quantized.encoder, "bag", quantized.encoder)
     if callable(getattr(encoder, "weight", None)):
         out["encoder.weight"] = encoder.weight()
-    packed = packed_lstm_weights(quant_model.rnn)
+    packed = packed_lstm_weights(quantized.rnn)
     if packed is not None:
         for name, weight in packed["weight"].items():
             out[f"rnn.{name}"] = weight
-    if callable(getattr(quant_model.decoder, "weight", None)):
-        out["decoder.weight"] = quant_model.decoder.weight()
+    if callable(getattr(quantized.decoder, "weight", None)):
+        out["decoder.weight"] = quantized.decoder.weight()
     return out
 
 
@@ -92,14 +92,14 @@ def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     return math.inf if noise == 0 else float(20 * torch.log10(signal / noise))
 
 
-def weight_sqnr(float_model: nn.Module, quant_model: nn.Module) -> pd.DataFrame:
+def weight_sqnr(float_model: nn.Module, quantized: nn.Module) -> pd.DataFrame:
     """SQNR (dB) of every quantized weight; LSTM weights also per gate (i, f, g, o).
 
     Columns: part (embedding | lstm | decoder), weight, layer (LSTM layer or None), gate ('all' or i/f/g/o), sqnr_db.
     """
     reference = float_model.state_dict()
     rows = []
-    for name, qweight in quantized_weights(quant_model).items():
+    for name, qweight in quantized_weights(quantized).items():
         w, wq = reference[name].float(), _as_float(qweight)
         part = PART_BY_ATTR[name.split(".")[0]].name
         layer = int(name.rsplit("_l", 1)[1]) if part == "lstm" else None
@@ -111,28 +111,36 @@ def weight_sqnr(float_model: nn.Module, quant_model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["part", "weight", "layer", "gate", "sqnr_db"])
 
 
+HISTOGRAM_BINS = 80
+
+
+def histogram_bins(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
+    """Equal-width bins over ``values``: columns start, end and weights (how many values fall in each).
+
+    Counted here rather than in the browser: a decoder's millions of weights would not fit in a chart."""
+    counts, edges = np.histogram(np.asarray(values).reshape(-1), bins=bins)
+    edges = edges.astype(float)  # float32 weights give float32 edges; charts and tables want plain floats
+    return pd.DataFrame({"start": edges[:-1], "end": edges[1:], "weights": counts})
+
+
 @dataclass(frozen=True)
 class WeightHistogram:
     name: str
-    values: np.ndarray  # float weights (a sample of at most ``max_values``)
-    errors: np.ndarray  # quantized minus float, same positions
+    bins: pd.DataFrame  # every float weight counted, from ``histogram_bins``
+    max_error: float  # the largest |quantized - float| over the whole tensor
     grid: np.ndarray  # representable levels inside the weights' range (empty when not one per-tensor grid)
     scale: float | None
 
 
-def weight_histogram(float_model: nn.Module, quant_model: nn.Module, name: str, *, max_values: int = 50_000,
-                     seed: int = 0) -> WeightHistogram:
+def weight_histogram(float_model: nn.Module, quantized: nn.Module, name: str) -> WeightHistogram:
     """Data for a histogram of one weight with its quantization grid, e.g. ``name='rnn.weight_hh_l0'``."""
-    available = quantized_weights(quant_model)
+    available = quantized_weights(quantized)
     if name not in available:
         raise WlmError(f"weight {name!r} is not quantized in this model; "
                        f"choose one of {', '.join(available) or 'none'}")
     qweight = available[name]
     w = float_model.state_dict()[name].float().reshape(-1)
     wq = _as_float(qweight).reshape(-1)
-    if w.numel() > max_values:
-        index = torch.randperm(w.numel(), generator=torch.Generator().manual_seed(seed))[:max_values]
-        w, wq = w[index], wq[index]
     grid, scale = np.array([]), None
     if qweight.is_quantized and qweight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
         scale, zero = float(qweight.q_scale()), int(qweight.q_zero_point())
@@ -140,4 +148,4 @@ def weight_histogram(float_model: nn.Module, quant_model: nn.Module, name: str, 
         levels = (np.arange(info.min, info.max + 1) - zero) * scale
         lo, hi = float(w.min()), float(w.max())
         grid = levels[(levels >= lo - scale) & (levels <= hi + scale)]
-    return WeightHistogram(name, w.numpy(), (wq - w).numpy(), grid, scale)
+    return WeightHistogram(name, histogram_bins(w.numpy()), float((wq - w).abs().max()), grid, scale)

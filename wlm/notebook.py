@@ -1,9 +1,9 @@
 """The walkthrough to take home: a Jupyter notebook and the same lessons as a plain Python script.
 
 Both hold a first cell that loads the model and the corpus from one folder (``ASSETS``, the repository's
-``assets/`` unless told otherwise), then every lesson of ``wlm.walkthrough`` under its title and a short
-explanation, its code exactly as the Walkthrough tab shows it. Run in order they print what the cards print: the
-card's notice is computed from those numbers, so here each step says in words what to look at instead.
+``assets/`` unless told otherwise), then every lesson of ``wlm.lessons`` under its title and its ``EXPLAIN``, its
+code exactly as the Walkthrough tab shows it. Run in order they print what the cards print: the card's notice is
+computed from those numbers, so here each step says in words what to look at instead.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .assets import CORPUS_FOLDER, MODEL_FOLDER
 from .errors import WlmError
+from .lessons import LESSONS
 from .out_files import write_files, zip_bytes
-from .walkthrough import LESSONS
 
 NOTEBOOK_FILE, SCRIPT_FILE = "wlm-walkthrough.ipynb", "wlm-walkthrough.py"
 ZIP_FILE = "wlm-walkthrough.zip"
@@ -22,34 +22,12 @@ DEFAULT_TOKENS = 1000  # as the Walkthrough tab's step 7 starts: float and int8 
 # As a clone has it, relative to the repository's root: what a notebook downloaded from the app points at.
 REPOSITORY_ASSETS = "assets"
 
-# What each step is about, in words that hold for any model and corpus (the card's notice quotes the numbers).
-EXPLAIN = {
-    1: "The tutorial's model has three parts: an embedding that turns each word id into a vector, a stack of "
-       "LSTM layers that reads the words one after another, and a linear decoder that scores every word of the "
-       "vocabulary as the next one. Counting each part's weights shows where the model's size lives.",
-    2: "The corpus is read the tutorial's way: each line becomes its words followed by `<eos>`, and each word "
-       "gets an id in the order words first appear. A split is then one long row of ids.",
-    3: "The weights come from a bundle whose card records how they were trained and how well they scored on "
-       "the test split (lower loss: the true next word got more probability).",
-    4: "Generating writes one word at a time, each drawn from the model's next-word probabilities with random "
-       "numbers that come from the seed: the same seed writes the same text.",
-    5: "One call of `quantize_dynamic` replaces each `nn.LSTM` and `nn.Linear` with a version that stores its "
-       "weights as int8 and quantizes its inputs on the fly, call by call. The embedding is not in the set of "
-       "layer types passed, so it stays float.",
-    6: "Saving each part shows where the bytes went: an int8 weight takes a quarter of a float32 one, but only "
-       "the quantized parts shrink.",
-    7: "The tutorial's evaluation: batch 1, chunks of 25 words, the hidden state carried from chunk to chunk, "
-       "on one thread. The loss is the same on every run; the seconds are this machine's, and vary a little "
-       "from run to run. The table below puts them beside the tutorial's own figures.",
-    8: "Beyond the tutorial: quantizing the embedding too, one scale per output row of the decoder, and float16 "
-       "weights, each with its size. The app's other tabs show what each does to the loss and the speed.",
+# After a lesson whose card shows a table, a cell that prints the same table, by what the lesson ``SHOWS``.
+TABLE_CELLS = {
+    "sizes": "from wlm.lessons import size_table\n\nprint(size_table(sizes).round(1).to_string())  # MB\n",
+    "speed": "from wlm.lessons import speed_table\n\nprint(speed_table(results, tokens).round(3).to_string())\n",
 }
-
-# After steps 6 and 7 the cards show a table; these cells print the same tables.
-TABLES = {
-    6: "from wlm.walkthrough import size_table\n\nprint(size_table(sizes).round(1).to_string())  # MB\n",
-    7: "from wlm.walkthrough import speed_table\n\nprint(speed_table(results, tokens).round(3).to_string())\n",
-}
+TABLES = {lesson.number: TABLE_CELLS[lesson.shows] for lesson in LESSONS if lesson.shows in TABLE_CELLS}
 
 INTRO = """\
 # Dynamic quantization on an LSTM word language model
@@ -102,8 +80,8 @@ def cells(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int 
     setup = SETUP.format(assets=str(assets), model=MODEL_FOLDER, corpus=CORPUS_FOLDER, seed=seed, tokens=tokens)
     out = [Cell("markdown", INTRO.format(count=len(LESSONS))), Cell("code", setup, {"role": "setup"})]
     for number, lesson in enumerate(LESSONS, start=1):
-        uses = " It uses `quantized`, the model step 5 made." if lesson.needs else ""
-        out.append(Cell("markdown", f"## Step {number} of {len(LESSONS)}: {lesson.title}\n\n{EXPLAIN[number]}{uses}"))
+        uses = "".join(f" It uses `{name}`, which step {giver} made." for name, giver in lesson.needs.items())
+        out.append(Cell("markdown", f"## Step {number} of {len(LESSONS)}: {lesson.title}\n\n{lesson.explain}{uses}"))
         out.append(Cell("code", lesson.code, {"role": "lesson", "lesson": number}))
         if number in TABLES:
             out.append(Cell("code", TABLES[number], {"role": "table", "lesson": number}))

@@ -1,34 +1,25 @@
-"""Charts and one-line takeaways for two lessons: inside one dynamic multiply, and how low the bits can go.
-
-Built for a projector (1280x720): every chart is at least 200 px tall, with 14 px labels, and
-no text is drawn on top of marks (numbers live in tooltips and takeaways).
-"""
+"""The Inside a multiply tab's charts: the six stages of one dynamic quantized multiply, and the moved next words."""
 from __future__ import annotations
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
-from .charts import Figure, readable
-from .dynamic_multiply import DynamicMultiply, describe_layer
-from .low_bits import CLIFF_NATS, BitsHistogram, sweep_takeaway
+from wlm.dynamic_multiply import DynamicMultiply, describe_layer
 
-HEIGHT = 220
-SCHEME_COLORS = alt.Scale(domain=["per-tensor", "per-row"], range=["#f58518", "#54a24b"])
+from .style import ACCENT, FLOAT, HEIGHT, INT32_SUM, MODEL_COLORS, SCALE, ZERO, Figure, readable
 
-
-# --- A. inside one dynamic multiply -------------------------------------------------------------
 
 def activation_chart(result: DynamicMultiply) -> Figure:
     """1. Histogram of the float activation vector, with its min and max (and 0) as rules."""
     values = pd.DataFrame({"value": result.x.astype(float)})
-    bars = alt.Chart(values).mark_bar(color="#4c78a8").encode(
+    bars = alt.Chart(values).mark_bar(color=FLOAT).encode(
         x=alt.X("value:Q", bin=alt.Bin(maxbins=50), title="activation value"),
         y=alt.Y("count():Q", title="elements"))
     marks = pd.DataFrame({"at": [result.x_min, 0.0, result.x_max], "what": ["min", "zero", "max"]})
     rules = alt.Chart(marks).mark_rule(strokeWidth=2, strokeDash=[6, 3]).encode(
         x="at:Q", color=alt.Color("what:N", title="", scale=alt.Scale(
-            domain=["min", "zero", "max"], range=["#e45756", "#888888", "#e45756"])),
+            domain=["min", "zero", "max"], range=[ACCENT, ZERO, ACCENT])),
         tooltip=["what:N", alt.Tooltip("at:Q", format=".4f")])
     text = (f"{result.x.size} float values arrive at {describe_layer(result.layer)} while reading "
             f"'{result.word}'; they span {result.x_min:.3f} to {result.x_max:.3f}.")
@@ -38,7 +29,7 @@ def activation_chart(result: DynamicMultiply) -> Figure:
 def scales_chart(scales: pd.DataFrame) -> Figure:
     """2. The run-time scale each input got (``dynamic_multiply.scales_of``): one bar per input."""
     table = scales.assign(input=[f"{w} ({s})" if len(s) < 30 else w for w, s in zip(scales["word"], scales["source"])])
-    chart = alt.Chart(table).mark_bar(color="#72b7b2").encode(
+    chart = alt.Chart(table).mark_bar(color=SCALE).encode(
         y=alt.Y("input:N", title="", sort=None, axis=alt.Axis(labelLimit=320)),  # 'He (test position 1,000)' whole
         x=alt.X("scale:Q", title="activation scale (float per integer step)"),
         tooltip=["word", "source", alt.Tooltip("scale:Q", format=".3g"), "zero_point:Q",
@@ -58,7 +49,7 @@ def scales_chart(scales: pd.DataFrame) -> Figure:
 def codes_chart(result: DynamicMultiply) -> Figure:
     """3. Each float activation against the unsigned integer it becomes: a staircase of step = scale."""
     table = result.activation_table()
-    chart = alt.Chart(table).mark_circle(size=40, color="#4c78a8").encode(
+    chart = alt.Chart(table).mark_circle(size=40, color=FLOAT).encode(
         x=alt.X("float:Q", title="float activation"),
         y=alt.Y("code:Q", title=f"integer code ({result.qmin}–{result.qmax})",
                 scale=alt.Scale(domain=[result.qmin, result.qmax])),
@@ -93,7 +84,7 @@ def weights_chart(result: DynamicMultiply, rows: int = 8, columns: int = 16) -> 
 def accumulation_chart(result: DynamicMultiply, outputs: int = 64) -> Figure:
     """5. The int32 sums for the first outputs, and the float they rescale to."""
     table = result.output_table().head(outputs)
-    sums = alt.Chart(table).mark_bar(color="#9d755d").encode(
+    sums = alt.Chart(table).mark_bar(color=INT32_SUM).encode(
         x=alt.X("index:O", title="output", axis=alt.Axis(labelOverlap=True)),
         y=alt.Y("corrected:Q", title="int32 sum − zero-point term"),
         tooltip=["index:Q", "accumulator:Q", "corrected:Q", alt.Tooltip("output_scale:Q", format=".3g"),
@@ -115,7 +106,7 @@ def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
         worst = table["error"].abs().nlargest(max_points // 10).index
         spread = np.linspace(0, len(table) - 1, max_points - len(worst)).astype(int)
         table = table.loc[sorted(set(worst) | set(spread))]
-    chart = alt.Chart(table).mark_circle(size=30, opacity=0.6, color="#e45756").encode(
+    chart = alt.Chart(table).mark_circle(size=30, opacity=0.6, color=ACCENT).encode(
         x=alt.X("float:Q", title="float layer output", scale=alt.Scale(zero=False, nice=True)),
         y=alt.Y("error:Q", title="quantized − float"),
         tooltip=["index:Q", alt.Tooltip("float:Q", format=".4f"), alt.Tooltip("quantized:Q", format=".4f"),
@@ -136,61 +127,10 @@ def moved_scores_chart(table: pd.DataFrame) -> Figure:
         y=alt.Y("word:N", sort=list(table["word"]), title=""),
         x=alt.X("p:Q", title="next-word probability"),
         yOffset="model:N",
-        color=alt.Color("model:N", scale=alt.Scale(domain=["float", "quantized"], range=["#4c78a8", "#f58518"])),
+        color=alt.Color("model:N", scale=MODEL_COLORS),
         tooltip=["word", "model", alt.Tooltip("p:Q", format=".4f")],
     ).properties(height=max(HEIGHT, 34 * len(table)))
     top = table.iloc[0]
     text = (f"'{top['word']}' moved most: {top['float_prob']:.2%} → {top['quantized_prob']:.2%} "
             f"(rank {int(top['float_rank'])} → {int(top['quantized_rank'])}).")
-    return Figure(readable(chart), text)
-
-
-# --- B. how low can the bits go -----------------------------------------------------------------
-
-def bits_loss_chart(table: pd.DataFrame) -> Figure:
-    """Loss against bits (8 at the left, 2 at the right), a line per scheme, the real int8 variant
-    as a black diamond, the float loss and float + 0.05 nats as rules (from ``low_bits.sweep``)."""
-    sim = table[table["scheme"].isin(["per-tensor", "per-row"])]
-    x = alt.X("bits:O", sort="descending", title="weight bits", axis=alt.Axis(labelAngle=0))
-    y = alt.Y("loss:Q", title="test loss (nats)", scale=alt.Scale(zero=False))
-    tooltip = ["scheme", "bits:Q", alt.Tooltip("loss:Q", format=".4f"), alt.Tooltip("perplexity:Q", format=",.1f"),
-               alt.Tooltip("delta_loss:Q", format="+.4f", title="Δ loss")]
-    lines = alt.Chart(sim).mark_line(point=alt.OverlayMarkDef(size=80), strokeWidth=3).encode(
-        x=x, y=y, color=alt.Color("scheme:N", scale=SCHEME_COLORS, title="scheme"), tooltip=tooltip)
-    layers = [lines]
-    real = table[table["scheme"] == "real int8"]
-    if len(real):
-        layers.append(alt.Chart(real).mark_point(shape="diamond", size=260, filled=True, color="black").encode(
-            x=x, y=y, tooltip=tooltip))
-    base = table[table["scheme"] == "float"]
-    if len(base):
-        level = float(base["loss"].iloc[0])
-        rules = pd.DataFrame({"loss": [level, level + CLIFF_NATS],
-                              "line": ["float", f"float + {CLIFF_NATS} nats"]})
-        layers.append(alt.Chart(rules).mark_rule(strokeDash=[6, 4]).encode(
-            y="loss:Q", color=alt.Color("line:N", title="reference", scale=alt.Scale(range=["#555555", "#e45756"])),
-            tooltip=["line:N", alt.Tooltip("loss:Q", format=".4f")]))
-    chart = alt.layer(*layers).resolve_scale(color="independent").properties(height=300)
-    return Figure(readable(chart), sweep_takeaway(table) + " The black diamond is the real int8 variant.")
-
-
-def bits_histogram_chart(hist: BitsHistogram, max_levels: int = 64) -> Figure:
-    """Histogram of one weight's float values with the N-bit grid drawn as rules."""
-    # Binned here, not in the browser: 50,000 rows would be a heavy chart (and over Altair's row limit).
-    counts, edges = np.histogram(hist.values.astype(float), bins=80)
-    binned = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "weights": counts})
-    bars = alt.Chart(binned).mark_bar(opacity=0.8, color="#4c78a8").encode(
-        x=alt.X("start:Q", title=f"{hist.name} value"), x2="end:Q", y=alt.Y("weights:Q", title="weights"),
-        y2=alt.datum(0),
-        tooltip=[alt.Tooltip("start:Q", format=".4f"), alt.Tooltip("end:Q", format=".4f"), "weights:Q"])
-    layers = [bars]
-    if len(hist.grid) <= max_levels:
-        levels = pd.DataFrame({"level": hist.grid.astype(float)})
-        layers.append(alt.Chart(levels).mark_rule(color="#e45756", strokeWidth=2, opacity=0.6).encode(
-            x="level:Q", tooltip=[alt.Tooltip("level:Q", format=".5f")]))
-    chart = alt.layer(*layers).properties(height=HEIGHT)
-    where = "" if hist.scheme == "per-tensor" else " (grid of the row with the widest range; each row has its own)"
-    text = (f"{hist.bits} bits {hist.scheme}: {2 ** hist.bits} levels {hist.scale:.2g} apart{where}; the rounded "
-            f"tensor takes {hist.distinct} distinct values, largest rounding error "
-            f"{float(np.abs(hist.errors).max()):.2g}.")
     return Figure(readable(chart), text)

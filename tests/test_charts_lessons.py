@@ -1,6 +1,8 @@
+"""The two lessons' charts: one dynamic multiply stage by stage (``ui/charts/multiply.py``), fewer bits
+(``ui/charts/bits.py``)."""
 import pytest
 
-from wlm import lesson_charts as lc
+from ui.charts import bits, multiply
 from wlm.dynamic_multiply import dynamic_multiply, input_from_prompt, moved_scores, scales_of
 from wlm.low_bits import bits_histogram, sweep
 
@@ -25,22 +27,22 @@ def test_every_stage_of_a_multiply_has_a_chart(trained_tiny, per_channel):
     model, corpus = trained_tiny
     item = input_from_prompt(model, corpus.dictionary, "decoder", "the cat sat on the")
     result = dynamic_multiply(model, item, per_channel)
-    assert f"{result.x_min:.3f}" in lc.activation_chart(result).takeaway
-    _valid(lc.activation_chart(result))
+    assert f"{result.x_min:.3f}" in multiply.activation_chart(result).takeaway
+    _valid(multiply.activation_chart(result))
     other = input_from_prompt(model, corpus.dictionary, "decoder", "zebra")
-    scales = _valid(lc.scales_chart(scales_of([item, other])))
-    assert "Dynamic" in lc.scales_chart(scales_of([item, other])).takeaway and scales
-    assert "0–127" in lc.codes_chart(result).takeaway
-    _valid(lc.codes_chart(result))
-    weights = lc.weights_chart(result)
+    scales = _valid(multiply.scales_chart(scales_of([item, other])))
+    assert "Dynamic" in multiply.scales_chart(scales_of([item, other])).takeaway and scales
+    assert "0–127" in multiply.codes_chart(result).takeaway
+    _valid(multiply.codes_chart(result))
+    weights = multiply.weights_chart(result)
     _valid(weights)
     assert ("per row" in weights.takeaway) == per_channel
-    _valid(lc.accumulation_chart(result))
-    error = lc.error_chart(result)
+    _valid(multiply.accumulation_chart(result))
+    error = multiply.error_chart(result)
     _valid(error)
     assert f"{result.sqnr_db:.1f} dB" in error.takeaway
     moved = moved_scores(result, corpus.dictionary, k=5)
-    figure = lc.moved_scores_chart(moved)
+    figure = multiply.moved_scores_chart(moved)
     _valid(figure)
     assert moved["word"].iloc[0] in figure.takeaway
 
@@ -48,13 +50,13 @@ def test_every_stage_of_a_multiply_has_a_chart(trained_tiny, per_channel):
 def test_bits_charts(trained_tiny):
     model, corpus = trained_tiny
     table = sweep(model, corpus.train, bits=(8, 5, 3, 2), max_tokens=200)
-    figure = lc.bits_loss_chart(table)
+    figure = bits.bits_loss_chart(table)
     spec = _valid(figure)
     assert "real int8" in str(spec) and "per-row" in figure.takeaway
-    hist = lc.bits_histogram_chart(bits_histogram(model, "rnn.weight_ih_l1", 3))
+    hist = bits.bits_histogram_chart(bits_histogram(model, "rnn.weight_ih_l1", 3))
     spec = _valid(hist)
     assert "8 levels" in hist.takeaway and len(spec["layer"]) == 2
-    dense = lc.bits_histogram_chart(bits_histogram(model, "decoder.weight", 8, "per-row"))
+    dense = bits.bits_histogram_chart(bits_histogram(model, "decoder.weight", 8, "per-row"))
     assert len(_valid(dense)["layer"]) == 1  # 256 rules would hide the bars
 
 
@@ -68,7 +70,7 @@ def test_large_decoder_charts_stay_light():
 
     model = tiny_model(9000, seed=2)
     result = dynamic_multiply(model, LayerInput("decoder", torch.randn(24), "w", "random"))
-    spec = _valid(lc.error_chart(result))
+    spec = _valid(multiply.error_chart(result))
     rows = next(iter(spec["datasets"].values()))
     assert len(rows) <= 4000
     assert max(abs(r["error"]) for r in rows) == pytest.approx(float(abs(result.error).max()))

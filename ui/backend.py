@@ -1,0 +1,542 @@
+"""The app's backend: every ``st.cache_resource`` (models and the corpus, shared by every session) and every
+``st.cache_data`` (measured results, reused across reruns and sessions) of the app, and nothing that draws.
+
+Each cached function takes the typed values of ``ui.requests`` as its hashed arguments: a value is hashed by its
+``key`` (its identity), never by its tensors, so a key cannot be paired with the wrong object. Whatever a call has
+to tell the page while it works (its place in a queue, its progress) goes through the ``_page`` it is given: the
+app passes ``ui.widgets.SessionPage``; without one, a call tells nothing. The callbacks create their elements
+while the cached function runs, so a cached result replays them (filled and cleared) as nothing.
+
+Adding a cached measurement is one function here: its hashed arguments are key objects and plain values, its
+objects come out of the keys, and ``with timing_turn(page):`` (timed), ``heavy_turn`` (long untimed work) or
+``page_turn`` (short work with temporary model copies) queues it with every other visitor's.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import streamlit as st
+
+from wlm import hosting
+from wlm.benchmark import benchmark_variants, thread_sweep, tokens_for_seconds, with_delta_loss
+from wlm.checkpoint import load_checkpoint_bytes, load_model
+from wlm.corpus import Corpus
+from wlm.dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, moved_scores, scales_of
+from wlm.fidelity import output_fidelity, weight_histogram, weight_sqnr
+from wlm.generate import Agreement, agreement, generate
+from wlm.lessons import LESSONS, LessonRun, run_lesson
+from wlm.low_bits import bits_histogram, estimate_sweep_seconds, simulate, sweep
+from wlm.memory import release_memory
+from wlm.model import LoadedModel
+from wlm.next_word import next_words_pair
+from wlm.onnx_engine import onnx_model
+from wlm.onnx_export import export_zip
+from wlm.quantize import PRESETS, QuantSpec, quantize
+from wlm.sizes import size_by_part, weights_per_part
+from wlm.surprisal import surprisal_pair
+from wlm.threads import num_threads, rest_at
+
+from .requests import CorpusSource, ModelSource, Variant, Vocabulary
+
+CPUS = hosting.usable_cpus()  # the cores this process may use: the sidebar's slider goes up to this
+HASHED = {ModelSource: lambda s: s.key, Variant: lambda v: v.key, CorpusSource: lambda c: c.key,
+          Vocabulary: lambda v: v.key}
+
+
+def resource(**options):
+    return st.cache_resource(hash_funcs=HASHED, **options)
+
+
+def measured(**options):
+    return st.cache_data(hash_funcs=HASHED, **options)
+
+
+# --- how a call speaks to the page ------------------------------------------------------------------------------
+
+class Notice:
+    """Where a piece of work says its place in a queue while it waits; this one says nothing."""
+
+    def show(self, place: int) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
+class Page:
+    """How a backend call speaks to the page that asked. This one says nothing (scripts, tests)."""
+
+    def __init__(self) -> None:
+        # The name the server's queues know the asker by (one place per owner): a quiet caller is its own owner,
+        # so two of them never take each other's place.
+        self.owner = uuid.uuid4().hex
+
+    def queue_notice(self) -> Notice:
+        return Notice()
+
+    def waited(self) -> None:
+        """The work just queued behind another visitor's."""
+
+    @contextlib.contextmanager
+    def progress(self, text: str):
+        """Yields ``report(fraction, detail)``, for work that counts what it has done."""
+        yield lambda fraction, detail="": None
+
+    @contextlib.contextmanager
+    def spinner(self, text: str):
+        yield
+
+
+Report = Callable[[float, str], None]
+
+
+def tokens_done(report: Report) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback of wlm's measurements, as a report in tokens."""
+    return lambda done, total: report(done / max(total, 1), f"{done:,}/{total:,} tokens")
+
+
+@contextlib.contextmanager
+def _turn(queue: hosting.FairQueue, page: Page | None):
+    """A slot of ``queue`` for one piece of work, taken inside the cached function so a cached result never
+    queues; while it waits, the page shows its place (``Notice.show`` is called about twice a second, which also
+    lets Streamlit end the wait of a page that reran or closed)."""
+    page = page or Page()
+    notice = page.queue_notice()
+    with queue.hold(page.owner, notice.show) as waited:
+        notice.clear()
+        if waited:
+            page.waited()
+        yield
+
+
+def timing_turn(page: Page | None):
+    """The server's timing queue for one speed measurement: torch's thread count is process-wide, and timings
+    taken while another session computes are meaningless, so they run one at a time."""
+    return _turn(hosting.SERVER_LOCK, page)
+
+
+def heavy_turn(page: Page | None):
+    """One of the server's few slots for long untimed work (temporary model copies, exports) that a visitor asks
+    for, so that many visitors asking at once queue instead of filling the server's memory."""
+    return _turn(hosting.HEAVY_WORK, page)
+
+
+def page_turn(page: Page | None):
+    """One of the server's few slots for the short work that draws a page with temporary model copies: its own
+    queue, so that no page waits minutes behind other visitors' sweeps."""
+    return _turn(hosting.PAGE_WORK, page)
+
+
+def use_one_thread() -> None:
+    # One word at a time through a batch-1 LSTM is too little work to split across threads; extra
+    # threads only wait on each other, and on a busy machine they make generation many times slower.
+    # Speed measurements set their own count (sidebar) for their duration and then return to this one,
+    # whatever count they found (another session's sweep may be running at two). Each page run is a new
+    # thread, which starts from the last count any thread set: it sets its own.
+    rest_at(hosting.THREADS)
+
+
+# --- what survives a clear-cache message ------------------------------------------------------------------------
+# Streamlit empties every st.cache_resource of the server when any browser sends a clear_cache message, and no
+# setting refuses it. The shared models are therefore also held here, by the process itself (the last few of
+# each kind, as st.cache_resource keeps): after such a message the cached functions run again and find them in a
+# lookup, instead of every session waiting while the corpus, the model and its variants are read and quantized
+# again. Only what the server provides is held (the corpus, models from the server's own files and their
+# variants); an upload is the visitor's, and leaves memory when Streamlit's cache lets it go.
+
+class _Held:
+    """The ``size`` most recently used values of one kind, by key."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, make: Callable[[], object]):
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = make()  # outside the lock: reading a corpus must not stop another kind's lookup
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+
+_HELD_CORPORA, _HELD_MODELS, _HELD_PARTS, _HELD_VARIANTS = _Held(2), _Held(3), _Held(3), _Held(3)
+
+
+def _held(held: _Held, key, make: Callable[[], object], keep: bool = True):
+    return held.get(key, make) if keep else make()
+
+
+# --- shared resources -------------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner="Reading the corpus…", max_entries=2)
+def load_corpus(path: str) -> Corpus:
+    def read() -> Corpus:
+        corpus = Corpus(path)
+        release_memory()  # the word lists read on the way are gone
+        return corpus
+
+    return _held(_HELD_CORPORA, path, read)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def load_source(kind: str, location: str, _data: bytes | None = None, max_params: int | None = None) -> LoadedModel:
+    """The float model of a source; ``location`` identifies an upload (name, size, id) when ``_data`` is given, and
+    an upload has at most ``max_params`` parameters (None: any size, as on a laptop). The caller wraps what this
+    returns in the ``ModelSource`` that names it."""
+    if kind == "upload":
+        loaded = load_checkpoint_bytes(_data, location.split("|", 1)[0], max_params=max_params)
+        release_memory()
+        return loaded
+
+    def read() -> LoadedModel:
+        loaded = load_model(None if kind == "bundled" else location)
+        release_memory()
+        return loaded
+
+    return _held(_HELD_MODELS, (kind, location), read)
+
+
+@resource(max_entries=3)
+def quantized_parts(source: ModelSource) -> dict:
+    """Quantized parts of a source's model, lent from one variant to the next (7 kinds at most:
+    8- or 4-bit embedding, qint8 or float16 LSTM, three decoders), so a toggle quantizes only what changed."""
+    return _held(_HELD_PARTS, source.key, dict, keep=not source.is_upload)
+
+
+@resource(show_spinner="Quantizing…", max_entries=3)
+def quantized_variant(source: ModelSource, spec: QuantSpec, _page: Page | None = None) -> Variant:
+    """The quantized variant of a source's model (float parts shared with it); 3 variants are kept at most."""
+    def make() -> Variant:
+        with page_turn(_page):
+            quantized = quantize(source.model, spec, quantized_parts(source))
+        release_memory()  # the temporary copies of the quantized parts
+        return Variant(source, spec, quantized)
+
+    return _held(_HELD_VARIANTS, (source.key, spec), make, keep=not source.is_upload)
+
+
+@resource(show_spinner="Exporting to ONNX and quantizing (once per model)…", max_entries=2)
+def onnx_int8(source: ModelSource, _page: Page | None = None):
+    """ONNX Runtime's int8 model of a source (files cached on disk, the session shared here)."""
+    with heavy_turn(_page):
+        return onnx_model(source.model, "int8", threads=1)
+
+
+class PreparedZip:
+    """A zip's bytes in an object a download button can hold weakly (bytes themselves cannot be)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+@resource(show_spinner="Exporting to ONNX and quantizing with ONNX Runtime (once per model)…", max_entries=2)
+def onnx_zip(source: ModelSource, vocabulary: Vocabulary, variant: str, _page: Page | None = None) -> PreparedZip:
+    """The zip of a source's export, made once per server and shared by every session (``st.cache_data`` would
+    hand each a copy of up to 100 MB). The export itself is also cached on disk (``wlm.onnx_engine``)."""
+    with heavy_turn(_page):  # the export holds copies of the model: a few at a time
+        prepared = PreparedZip(export_zip(source.model, vocabulary.dictionary, variant))
+    release_memory()
+    return prepared
+
+
+@resource(max_entries=4)
+def sweep_points(source: ModelSource, split: CorpusSource) -> dict:
+    """Fewer bits: losses measured so far, keyed (scheme, bits, tokens, embedding), so a changed control
+    re-measures only what it changes, and every session shares them."""
+    return {}
+
+
+@resource(show_spinner="Rounding the weights…", max_entries=3)
+def simulated_model(source: ModelSource, bits: int, scheme: str, embedding: bool, _page: Page | None = None):
+    with heavy_turn(_page):
+        return simulate(source.model, bits, scheme, embedding)
+
+
+# --- the Model tab --------------------------------------------------------------------------------------------
+
+@measured(show_spinner=False, max_entries=8)
+def float_sizes(source: ModelSource, _page: Page | None = None) -> pd.DataFrame:
+    """Each part's serialized size in the float model: measured once per source, not again for every variant."""
+    with page_turn(_page):  # each part is serialized to be measured
+        sizes = size_by_part({"float": source.model})
+    release_memory()  # the serialized copies measured
+    return sizes
+
+
+@measured(show_spinner=False, max_entries=32)
+def quantized_sizes(variant: Variant, _page: Page | None = None) -> pd.DataFrame:
+    with page_turn(_page):
+        sizes = size_by_part({"quantized": variant.quantized})
+    release_memory()
+    return sizes
+
+
+def part_sizes(variant: Variant, _page: Page | None = None) -> pd.DataFrame:
+    return pd.concat([float_sizes(variant.source, _page=_page), quantized_sizes(variant, _page=_page)],
+                     ignore_index=True)
+
+
+@measured(show_spinner=False, max_entries=8)
+def weights_of(source: ModelSource) -> dict[str, int]:
+    """Weights per part of a source's model (its quantized variants hold as many)."""
+    return weights_per_part(source.model)
+
+
+# --- Speed & accuracy ------------------------------------------------------------------------------------------
+
+@measured(show_spinner=False, max_entries=8)
+def default_tokens(source: ModelSource, split: CorpusSource, _page: Page | None = None) -> int:
+    """Tokens that float plus the tutorial's variant evaluate in about 5 s here.
+
+    The int8 variant runs at roughly twice float's speed, so float gets about two thirds of the time."""
+    with timing_turn(_page), num_threads(1):
+        return tokens_for_seconds(source.model, split.ids, 5.0 / 1.5)
+
+
+def _timed_variants(text: str, source: ModelSource, split: CorpusSource, specs: list, page: Page | None,
+                    **kwargs) -> pd.DataFrame:
+    """``benchmark_variants`` under a progress bar, one measurement at a time."""
+    page = page or Page()
+    with timing_turn(page), page.progress(text) as report:
+        done = tokens_done(report)
+        table = benchmark_variants(source.model, split.ids, specs,
+                                   progress=lambda label, n, total: done(n, total), **kwargs)
+    release_memory()  # each variant was a temporary copy
+    return table
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A measurement with when and for which session it was made: a class that opened the same link shares one
+    measurement, and a page shown another visitor's says so and offers its own."""
+
+    value: pd.DataFrame
+    at: float  # time.time() when it was measured
+    by: str  # the owner of the page that asked first
+
+    def seconds_ago(self) -> float:
+        return max(0.0, time.time() - self.at)
+
+
+@measured(show_spinner=False, max_entries=16)
+def variant_table(source: ModelSource, split: CorpusSource, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
+                  engines: tuple[str, ...] = ("torch",), again: int = 0, _page: Page | None = None) -> Measured:
+    """``again`` counts a session's "measure again" presses: a new count is a new key, so a fresh measurement."""
+    page = _page or Page()
+    table = _timed_variants("Evaluating", source, split, list(specs), page, max_tokens=tokens, threads=threads,
+                            engines=engines)
+    return Measured(table, time.time(), page.owner)
+
+
+@measured(show_spinner=False, max_entries=8)
+def tradeoff_table(source: ModelSource, split: CorpusSource, tokens: int, threads: int,
+                   _page: Page | None = None) -> pd.DataFrame:
+    return with_delta_loss(_timed_variants("Evaluating every preset", source, split, list(PRESETS), _page,
+                                           max_tokens=tokens, threads=threads))
+
+
+@measured(show_spinner=False, max_entries=8)
+def sweep_table(source: ModelSource, spec: QuantSpec, split: CorpusSource, tokens: int, hosted: bool,
+                _page: Page | None = None) -> pd.DataFrame:
+    page = _page or Page()
+    with timing_turn(page), page.spinner("Timing every thread count…"):
+        sweep_result = thread_sweep(source.model, split.ids, [PRESETS["fp32"], spec], hosting.sweep_threads(hosted),
+                                    tokens)
+    release_memory()
+    return sweep_result
+
+
+# --- Fidelity -----------------------------------------------------------------------------------------------
+
+ENGINES = ("torch", "onnxruntime")  # what a quantized model may run on
+
+
+@measured(show_spinner=False, max_entries=16)
+def fidelity_result(variant: Variant, split: CorpusSource, tokens: int, engine: str = "torch",
+                    _page: Page | None = None):
+    """The float model against ``variant`` run by PyTorch, or against ONNX Runtime's own int8 model of the same
+    source (``engine='onnxruntime'``)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    page = _page or Page()
+    other = onnx_int8(variant.source, _page=page) if engine == "onnxruntime" else variant.quantized
+    with heavy_turn(page), page.progress("Comparing outputs") as report:
+        return output_fidelity(variant.source.model, other, split.ids, max_tokens=tokens,
+                               progress=tokens_done(report))
+
+
+@measured(show_spinner=False, max_entries=32)
+def next_words(variant: Variant, vocabulary: Vocabulary, prompt: str, k: int) -> pd.DataFrame:
+    return next_words_pair(variant.source.model, variant.quantized, vocabulary.dictionary, prompt, k)
+
+
+@measured(show_spinner=False, max_entries=32)
+def surprisal(variant: Variant, vocabulary: Vocabulary, text: str) -> pd.DataFrame:
+    return surprisal_pair(variant.source.model, variant.quantized, vocabulary.dictionary, text)
+
+
+@measured(show_spinner="Measuring every weight…", max_entries=16)
+def sqnr_table(variant: Variant) -> pd.DataFrame:
+    return weight_sqnr(variant.source.model, variant.quantized)
+
+
+@measured(show_spinner=False, max_entries=32)
+def histogram(variant: Variant, name: str):
+    return weight_histogram(variant.source.model, variant.quantized, name)
+
+
+# --- Generate --------------------------------------------------------------------------------------------------
+
+@measured(show_spinner=False, max_entries=64)
+def shared_picks(variant: Variant, vocabulary: Vocabulary, seed: int, temperature: float, prompt: str, words: int,
+                 _float_words: list[str], _quantized_words: list[str]) -> Agreement:
+    """How likely each shared pick of two texts written from one seed was. The request before the underscores
+    fixes both texts (the same seed writes the same words), so it is the whole key."""
+    return agreement(variant.source.model, variant.quantized, vocabulary.dictionary, _float_words, _quantized_words,
+                     temperature=temperature, seed=seed, prompt=prompt)
+
+
+# --- Inside a multiply ---------------------------------------------------------------------------------------
+
+@measured(show_spinner="Following the input through the layer…", max_entries=8)
+def multiply_lesson(source: ModelSource, vocabulary: Vocabulary, split: CorpusSource | None, layer: str,
+                    arrives: tuple, second_prompt: str, per_channel: bool):
+    """The stages for one layer and input, the run-time scales of both inputs, and (decoder) the moved words.
+
+    ``arrives`` is ('prompt', text) or ('position', index in the test split)."""
+    model, dictionary = source.model, vocabulary.dictionary
+    kind, value = arrives
+    if kind == "position":
+        if split is None:
+            raise ValueError("a test position needs the test split")
+        first = input_from_position(model, dictionary, split.ids, layer, int(value))
+    else:
+        first = input_from_prompt(model, dictionary, layer, value)
+    inputs = [first]
+    if second_prompt.strip():
+        inputs.append(input_from_prompt(model, dictionary, layer, second_prompt))
+    result = dynamic_multiply(model, first, per_channel=per_channel)
+    moved = moved_scores(result, dictionary) if layer == "decoder" else None
+    return result, scales_of(inputs), moved
+
+
+# --- Fewer bits ----------------------------------------------------------------------------------------------
+
+@measured(show_spinner="Timing a short probe to estimate the sweep…", max_entries=16)
+def sweep_estimate(source: ModelSource, split: CorpusSource, tokens: int, embedding: bool,
+                   _page: Page | None = None) -> float:
+    with page_turn(_page):
+        return estimate_sweep_seconds(source.model, split.ids, max_tokens=tokens, embedding=embedding)
+
+
+def run_sweep(source: ModelSource, split: CorpusSource, tokens: int, embedding: bool, points: int,
+              _page: Page | None = None) -> pd.DataFrame:
+    """Every width of both schemes (``points`` evaluations in all); the points measured before, by any session,
+    are reused (``sweep_points``)."""
+    page = _page or Page()
+    seen: list[str] = []
+
+    with heavy_turn(page), page.progress("Evaluating") as report:
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in seen:
+                seen.append(label)
+            report((len(seen) - 1 + done / max(total, 1)) / points,
+                   f"{label} ({len(seen)} of {points}): {done:,}/{total:,} tokens")
+
+        return sweep(source.model, split.ids, max_tokens=tokens, embedding=embedding, progress=progress,
+                     cache=sweep_points(source, split))
+
+
+@measured(show_spinner="Writing with both models…", max_entries=32)
+def paired_texts(source: ModelSource, vocabulary: Vocabulary, bits: int, scheme: str, embedding: bool, seed: int,
+                 words: int, temperature: float, _page: Page | None = None):
+    """Float and N-bit text from the same seed (the coupled sampler), and where and how likely they part."""
+    model, dictionary = source.model, vocabulary.dictionary
+    rounded = simulated_model(source, bits, scheme, embedding, _page=_page)
+    texts = [list(generate(m, dictionary, words=words, temperature=temperature, seed=seed)) for m in (model, rounded)]
+    return texts, agreement(model, rounded, dictionary, *texts, temperature=temperature, seed=seed)
+
+
+@measured(show_spinner=False, max_entries=32)
+def weight_grid(source: ModelSource, name: str, bits: int, scheme: str):
+    return bits_histogram(source.model, name, bits, scheme)
+
+
+# --- the walkthrough's lessons ---------------------------------------------------------------------------------
+
+
+def lesson_request(number: int, source: ModelSource | None, vocabulary: Vocabulary | None,
+                   corpus: CorpusSource | None, seed: int, tokens: int) -> tuple:
+    """The arguments of lesson ``number``'s cached run: what it does not read (itself or through the lessons it
+    needs) becomes None or 0, so its key holds only what it reads, and one run serves every setup that differs in
+    the rest (step 2 every model, step 4 every token count)."""
+    reads = LESSONS[number - 1].inputs
+    return (number, source if reads & {"model", "loaded"} else None, vocabulary if "dictionary" in reads else None,
+            corpus if "corpus" in reads else None, seed if "seed" in reads else 0, tokens if "tokens" in reads else 0)
+
+
+def _lesson_names(source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None, seed: int,
+                  tokens: int) -> dict:
+    """The names ``wlm.lessons`` runs a lesson on, from what its run was asked with (None: not read)."""
+    names = {"seed": seed, "tokens": tokens}
+    if source is not None:
+        names.update(model=source.model, loaded=source.loaded)
+    if vocabulary is not None:
+        names["dictionary"] = vocabulary.dictionary
+    if corpus is not None:
+        names["corpus"] = corpus.corpus
+    return names
+
+
+def _run_lesson(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
+                seed: int, tokens: int, page: Page | None) -> LessonRun:
+    # What the lessons it needs gave comes first, from their kept runs: each takes a turn of its own, and one
+    # owner waiting for a second turn while holding the first could wait forever.
+    earlier = {giver: kept_lesson(*lesson_request(giver, source, vocabulary, corpus, seed, tokens), _page=page).values
+               for giver in sorted(set(LESSONS[number - 1].needs.values()))}
+    names = _lesson_names(source, vocabulary, corpus, seed, tokens)
+    if LESSONS[number - 1].timed:
+        with timing_turn(page), num_threads(1):  # alone on the server, on one thread, as the tutorial
+            return run_lesson(number, names, earlier)
+    with page_turn(page):  # lessons make temporary copies: step 5 quantizes, 6 serializes, 8 makes variants
+        run = run_lesson(number, names, earlier)
+    release_memory()
+    return run
+
+
+# One run of each lesson that later lessons need: it may hold a model (step 5's, about 80 MB for the bundled one).
+@resource(show_spinner="Running the lesson's code (once, for the steps after it)…",
+          max_entries=max(1, sum(lesson.kept for lesson in LESSONS)))
+def kept_lesson(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
+                seed: int, tokens: int, _page: Page | None = None) -> LessonRun:
+    """A lesson whose values later lessons read, shared by every session as it is (``st.cache_data`` would copy
+    the model into each)."""
+    return _run_lesson(number, source, vocabulary, corpus, seed, tokens, _page)
+
+
+@measured(show_spinner="Running the lesson's code…", max_entries=32)
+def lesson_result(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
+                  seed: int, tokens: int, _page: Page | None = None) -> LessonRun:
+    return _run_lesson(number, source, vocabulary, corpus, seed, tokens, _page)
+
+
+def lesson_run(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
+               seed: int, tokens: int, _page: Page | None = None) -> LessonRun:
+    """Lesson ``number`` on a setup, from the cache that suits it; only what it reads reaches the key
+    (``lesson_request``)."""
+    cached = kept_lesson if LESSONS[number - 1].kept else lesson_result
+    return cached(*lesson_request(number, source, vocabulary, corpus, seed, tokens), _page=_page)
