@@ -13,7 +13,6 @@ from wlm.generate import (
     MAX_WORDS,
     Tickets,
     agreement,
-    encode_prompt,
     first_difference,
     generate,
     generate_side_by_side,
@@ -110,7 +109,7 @@ def test_identical_models_write_identical_texts(trained_tiny):
 
 def test_prompt_with_unknown_words():
     dictionary = Dictionary(["<unk>", "a", "b", "<eos>"])
-    ids, unknown = encode_prompt(dictionary, "a zebra b quokka")
+    ids, unknown = dictionary.encode_prompt("a zebra b quokka")
     assert unknown == ["zebra", "quokka"] and ids == [1, 0, 2, 0]
     model = tiny_model(4)
     a = list(generate(model, dictionary, words=5, prompt="a zebra b quokka"))

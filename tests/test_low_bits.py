@@ -8,7 +8,6 @@ from wlm.fidelity import quantized_weights
 from wlm.generate import generate
 from wlm.low_bits import (
     bits_histogram,
-    bits_loss,
     cliff,
     distinct_values,
     estimate_sweep_seconds,
@@ -31,10 +30,10 @@ def test_at_most_2_to_the_n_values(bits, scheme):
     state = dict(simulated.named_parameters())
     for name in rounded_names(model, embedding=True):
         weight = state[name].detach()
-        most = distinct_values(weight, per_row=scheme == "per-row")
+        most = distinct_values(weight, per_channel=scheme == "per-row")
         assert most <= 2 ** bits, (name, most)
         if bits <= 4 and scheme == "per-tensor":
-            assert distinct_values(weight, per_row=True) <= 2 ** bits
+            assert distinct_values(weight, per_channel=True) <= 2 ** bits
     # a per-tensor grid is shared: the whole tensor takes no more values than one row may
     whole = distinct_values(dict(simulate(model, 3, "per-tensor").named_parameters())["decoder.weight"], False)
     assert whole <= 8
@@ -66,8 +65,8 @@ def test_two_bits_worse_than_eight(trained_tiny, scheme):
     """On the text the tiny model learned (its test split is mostly unseen sentences, where the
     rounding noise can even help a model that small)."""
     model, corpus = trained_tiny
-    eight = bits_loss(model, corpus.train, 8, scheme, max_tokens=None)
-    two = bits_loss(model, corpus.train, 2, scheme, max_tokens=None)
+    eight = evaluate(simulate(model, 8, scheme), corpus.train)
+    two = evaluate(simulate(model, 2, scheme), corpus.train)
     assert two.loss > eight.loss + 0.1
     assert abs(eight.loss - evaluate(model, corpus.train).loss) < 0.01
 
@@ -103,8 +102,17 @@ def test_simulated_model_generates(trained_tiny):
 def test_histogram_grid(trained_tiny):
     model, _ = trained_tiny
     hist = bits_histogram(model, "rnn.weight_hh_l0", 3)
-    assert len(hist.grid) == 8 and hist.distinct <= 8
-    assert abs(hist.errors).max() <= hist.scale / 2 + 1e-6 or hist.grid.max() < abs(hist.values).max()
+    # Derived here: 3 bits per tensor are the codes -4..3, the largest |weight| at 3.5 steps.
+    weight = model.rnn.weight_hh_l0.detach().double()
+    scale = float(weight.abs().max()) / 3.5
+    rounded = torch.clamp(torch.round(weight / scale), -4, 3) * scale
+    assert hist.scale == pytest.approx(scale, rel=1e-6)
+    assert hist.grid == pytest.approx([k * scale for k in range(-4, 4)], rel=1e-6)
+    assert hist.distinct == torch.unique(rounded).numel() <= 8
+    assert hist.values == pytest.approx(weight.reshape(-1).numpy(), abs=1e-7)  # every weight of this small tensor
+    assert hist.values + hist.errors == pytest.approx(rounded.reshape(-1).numpy(), abs=1e-6)
+    # Rounding to the nearest level never moves a weight by more than half a step, the largest one included.
+    assert float(abs(hist.errors).max()) <= scale / 2 * (1 + 1e-5)
     row = bits_histogram(model, "decoder.weight", 4, "per-row")
     assert row.distinct <= 16 and len(row.grid) == 16
 
@@ -128,8 +136,8 @@ def test_eight_bit_simulation_close_to_real_int8_on_bundled_model(real_corpus):
     model = load_model().model
     assert model.config.ntoken == len(real_corpus.dictionary)
     with num_threads(1):  # one thread: on a shared CPU, more threads can be many times slower
-        simulated = bits_loss(model, real_corpus.test, 8, "per-tensor", max_tokens=1000)
+        simulated = evaluate(simulate(model, 8, "per-tensor"), real_corpus.test, max_tokens=1000)
         real = evaluate(quantize(model, preset("tutorial")), real_corpus.test, max_tokens=1000)
-        two = bits_loss(model, real_corpus.test, 2, "per-tensor", max_tokens=300)
+        two = evaluate(simulate(model, 2, "per-tensor"), real_corpus.test, max_tokens=300)
     assert abs(simulated.loss - real.loss) < 0.005
     assert two.loss > real.loss + 1.0  # and the cliff is real on the real model

@@ -98,3 +98,32 @@ def test_the_backend_draws_nothing():
     drawing = re.findall(r"\bst\.(?!cache_data|cache_resource)\w+", source)
     assert drawing == [], drawing
     assert "session_state" not in source
+
+
+def test_the_readmes_cached_measurement_recipe_works(trained_tiny):
+    """The recipe's function, added to the backend as written, measures and is cached by identity."""
+    from ui import backend
+    from ui.requests import CorpusSource, ModelSource
+    from wlm.evaluate import evaluate
+    from wlm.model import LoadedModel
+    from wlm.quantize import PRESETS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    recipe = readme[readme.index("### Recipe: a cached measurement"):]
+    code = recipe[recipe.index("```python") + len("```python"):recipe.index("```", recipe.index("```python") + 9)]
+    namespace = dict(vars(backend))
+    exec(compile(code, "README recipe", "exec"), namespace)
+    loss_of, calls = namespace["loss_of"], []
+    namespace["evaluate"] = lambda *a, **k: (calls.append(1), evaluate(*a, **k))[1]
+
+    model, corpus = trained_tiny
+    source = ModelSource("path", "/models/tiny.pth", LoadedModel(model, "tiny"))
+    variant = backend.quantized_variant(source, PRESETS["tutorial"])
+    split = CorpusSource("/corpora/tiny", corpus)
+    loss = loss_of(variant, split, 60)
+    assert loss == evaluate(variant.quantized, corpus.test, max_tokens=60).loss and calls == [1]
+    # The same identities are the same request, whatever objects carry them: answered from the cache.
+    again = backend.quantized_variant(ModelSource("path", "/models/tiny.pth", LoadedModel(model, "tiny")),
+                                      PRESETS["tutorial"])
+    assert again is variant and loss_of(again, CorpusSource("/corpora/tiny", corpus), 60) == loss and calls == [1]
+    assert loss_of(variant, split, 40) != loss and calls == [1, 1]  # another token count is another request

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from wlm.errors import WlmError
-from wlm.train import RECIPES, recipe_with, train
+from wlm.train import EXAMPLES_RECIPE, RECIPES, recipe_with, train
 
 
 def small_recipe(**kw):
@@ -34,8 +34,9 @@ def test_training_lowers_the_loss(tmp_path, tiny_corpus):
 
 
 def test_seed_recipe_is_available():
-    r = RECIPES["tutorial"]
+    r = RECIPES[EXAMPLES_RECIPE]
     assert (r.optimizer, r.lr, r.clip, r.dropout, r.batch_size, r.bptt) == ("sgd", 20.0, 0.25, 0.5, 20, 35)
+    assert recipe_with("tutorial") == recipe_with("examples") == r  # the name it once had still works
     with pytest.raises(WlmError, match="unknown recipe"):
         recipe_with("magic")
 

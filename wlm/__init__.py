@@ -19,6 +19,6 @@ KNOWN_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
 for _category, _message in KNOWN_WARNINGS:
     warnings.filterwarnings("ignore", message=_message, category=_category)
 
-from .errors import WlmError  # noqa: E402
+from .errors import WlmError
 
 __all__ = ["KNOWN_WARNINGS", "WlmError"]

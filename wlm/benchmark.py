@@ -63,15 +63,15 @@ def benchmark_variants(
             labels = list(specs) if engine == "torch" else list(ORT_VARIANTS)
             for label in labels:
                 if engine == "torch":
-                    variant = quantize(model, specs[label])
-                    size = state_dict_bytes(variant)
+                    candidate = quantize(model, specs[label])
+                    size = state_dict_bytes(candidate)
                     name = label
                 else:
-                    variant = onnx_model(model, label, threads=threads, cache_dir=cache_dir)
-                    size = variant.size_bytes
+                    candidate = onnx_model(model, label, threads=threads, cache_dir=cache_dir)
+                    size = candidate.size_bytes
                     name = f"{engine} {label}"
                 report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
-                result = evaluate(variant, data, max_tokens=max_tokens, progress=report)
+                result = evaluate(candidate, data, max_tokens=max_tokens, progress=report)
                 rows.append({"variant": label, "engine": engine, "size_mb": size / 1e6, "loss": result.loss,
                              "ppl": result.perplexity, "seconds": result.seconds,
                              "tokens_per_s": result.tokens_per_s})
@@ -100,10 +100,10 @@ def thread_sweep(model: LSTMModel, ids: torch.Tensor, specs: dict[str, QuantSpec
         specs = {spec.label: spec for spec in specs}
     rows = []
     for label, spec in specs.items():
-        variant = quantize(model, spec)
+        candidate = quantize(model, spec)
         for threads in threads_list:
             with num_threads(threads):
-                result = evaluate(variant, ids, max_tokens=max_tokens)
+                result = evaluate(candidate, ids, max_tokens=max_tokens)
             rows.append({"variant": label, "threads": threads, "tokens_per_s": result.tokens_per_s,
                          "seconds": result.seconds, "loss": result.loss})
     return pd.DataFrame(rows, columns=["variant", "threads", "tokens_per_s", "seconds", "loss"])

@@ -46,7 +46,7 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
         card = json.loads(card_path.read_text(encoding="utf-8"))
         if not isinstance(card, dict):
             raise TypeError(f"it holds a {type(card).__name__}, not an object")
-    except Exception as exc:  # noqa: BLE001 - bad bytes, bad JSON or the wrong JSON: the card is unusable
+    except Exception as exc:  # bad bytes, bad JSON or the wrong JSON: the card is unusable
         raise WlmError(f"{card_path} is not a valid bundle card{short_reason(exc)}; restore it (git checkout) "
                        "or write the bundle again") from None
     expected = card.get("weights_sha256")
@@ -57,7 +57,7 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
     model = model_from_file(weights, read_safetensors)
     try:
         dictionary = Dictionary(vocab.read_text(encoding="utf-8").split("\n")[:-1])
-    except Exception as exc:  # noqa: BLE001 - e.g. a binary file in place of the word list
+    except Exception as exc:  # e.g. a binary file in place of the word list
         raise WlmError(f"{vocab} is not a word list, one word a line in UTF-8{short_reason(exc)}; "
                        "restore it (git checkout) or write the bundle again") from None
     check_vocab(model, len(dictionary), f"the bundle's vocabulary {vocab}")
@@ -92,7 +92,7 @@ def write_bundle(run_dir: Path, corpus: Corpus, out: Path, *, threads: int = 1,
     from .evaluate import evaluate
     from .quantize import PRESETS, quantize
     from .threads import num_threads
-    from .train import DEPARTS_FROM_SEED, RECIPES, load_resume
+    from .train import DEPARTS_FROM_SEED, is_examples_recipe, load_resume
 
     saved = load_resume(run_dir / "resume.pt")
     model = model_from_state_dict(read_state_dict(run_dir / "best.pt"), str(run_dir / "best.pt"))
@@ -102,7 +102,7 @@ def write_bundle(run_dir: Path, corpus: Corpus, out: Path, *, threads: int = 1,
         "architecture": "the tutorial's LSTMModel: embedding 512, LSTM 256 x 5 layers, linear decoder",
         "corpus": "Wikitext-2 (word level), vocabulary in order of first appearance over train, valid, test",
         "recipe": recipe,
-        "recipe_departs_from_seed": DEPARTS_FROM_SEED if recipe != RECIPES["tutorial"].to_dict() else "",
+        "recipe_departs_from_seed": "" if is_examples_recipe(recipe) else DEPARTS_FROM_SEED,
         "seed": saved["extra"].get("seed"),
         "epochs": state["epoch"],
         "steps": state["step"],

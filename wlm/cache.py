@@ -9,9 +9,8 @@ import contextlib
 import fcntl
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 IN_USE = ".in-use"  # inside an entry folder: held (shared) by whoever writes or reads the entry
 
@@ -20,22 +19,6 @@ def cache_root() -> Path:
     """$WLM_CACHE_DIR, else ~/.cache/wlm."""
     env = os.environ.get("WLM_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "wlm"
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it into place.
-
-    A reader never sees half a file, and two sessions or processes making the same entry do not
-    corrupt each other's output: the last complete one wins.
-    """
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def touch(path: Path) -> None:

@@ -157,7 +157,7 @@ def _lines(words: list[str]) -> str:
 def cmd_generate(args) -> None:
     from tqdm import tqdm
 
-    from .generate import agreement, check_sampling, encode_prompt, generate
+    from .generate import agreement, check_sampling, generate
     from .quantize import preset, quantize
 
     check_sampling(args.words, args.temperature)
@@ -167,7 +167,7 @@ def cmd_generate(args) -> None:
     needs_vocab = args.checkpoint is not None and not Path(args.checkpoint).is_dir()
     corpus = _corpus(args) if needs_vocab or args.data else None
     loaded = _model(args, corpus)
-    _, unknown = encode_prompt(loaded.dictionary, args.prompt)
+    _, unknown = loaded.dictionary.encode_prompt(args.prompt)
     if unknown:
         _log(f"not in the vocabulary, read as <unk>: {', '.join(unknown)}")
     kwargs = dict(temperature=args.temperature, seed=args.seed, prompt=args.prompt)
@@ -200,10 +200,10 @@ def cmd_generate(args) -> None:
 def cmd_fidelity(args) -> None:
     from .fidelity import output_fidelity, weight_sqnr
 
-    spec, corpus, loaded, quant = _variant_of(args)
+    spec, corpus, loaded, quantized = _variant_of(args)
     result = _measured(f"fidelity {args.variant}", args.threads, lambda update: output_fidelity(
-        loaded.model, quant, corpus.test, max_tokens=args.max_tokens, progress=update))
-    sqnr = weight_sqnr(loaded.model, quant)
+        loaded.model, quantized, corpus.test, max_tokens=args.max_tokens, progress=update))
+    sqnr = weight_sqnr(loaded.model, quantized)
     if args.format == "json":
         print(json.dumps({"variant": spec.label, **result.summary(),
                           "sqnr": sqnr.to_dict(orient="records")}, indent=2, default=str))
@@ -382,9 +382,13 @@ def cmd_export(args) -> None:
 
 
 def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
+    from .assets import MODEL_FOLDER
+    from .corpus import DEFAULT_DATA_DIR
+    from .dynamic_multiply import MOVED_WORDS
+    from .low_bits import DEFAULT_BITS_TOKENS, SCHEMES, SWEEP_BITS
     from .notebook import DEFAULT_TOKENS as LESSON_TOKENS
     from .quantize import PRESETS
-    from .train import RECIPES
+    from .train import DEFAULT_RECIPE, EXAMPLES_RECIPE, LOSS_WINDOW, LSTM_INITS, RECIPE_ALIASES, RECIPES, TRAIN_SEED
 
     parser = argparse.ArgumentParser(prog=prog, description=(
         "Dynamic quantization of the PyTorch tutorial's LSTM word language model."))
@@ -449,13 +453,15 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("download", help="fetch Wikitext-2 into ./data/wikitext-2")
-    p.add_argument("--dest", default="data/wikitext-2")
+    p.add_argument("--dest", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("train", help="train the tutorial's architecture")
     add_data(p), add_threads(p, default=2)
-    p.add_argument("--recipe", default="adamw", choices=list(RECIPES))
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=[*RECIPES, *RECIPE_ALIASES],
+                   help=f"{DEFAULT_RECIPE} (the default) or {EXAMPLES_RECIPE}, the seed's: pytorch/examples' "
+                        f"word_language_model recipe ({', '.join(RECIPE_ALIASES)} is another name for it)")
     p.add_argument("--out", default="runs/train", help="run folder: best.pt, resume.pt")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--lr", type=float)
@@ -464,20 +470,21 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float)
     p.add_argument("--clip", type=float)
     p.add_argument("--warmup-batches", type=int)
-    p.add_argument("--lstm-init", choices=["default", "uniform0.3", "orthogonal"])
+    p.add_argument("--lstm-init", choices=list(LSTM_INITS))
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--max-tokens", type=int, help="train on this many tokens of the train split")
     p.add_argument("--probe", type=_positive_int, metavar="BATCHES", help="stop after this many batches")
-    p.add_argument("--window", type=_positive_int, default=100, help="report the mean loss of each window of batches")
+    p.add_argument("--window", type=_positive_int, default=LOSS_WINDOW,
+                   help="report the mean loss of each window of batches")
     p.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop (and save) after this long")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
-    p.add_argument("--seed", type=int, default=1111)
+    p.add_argument("--seed", type=int, default=TRAIN_SEED)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bundle", help="evaluate a training run's best model and write a model bundle")
     add_data(p), add_threads(p)
     p.add_argument("--run", required=True, help="run folder written by `train`")
-    p.add_argument("--out", default="assets/wlm-lstm")
+    p.add_argument("--out", default=f"assets/{MODEL_FOLDER}")
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("inspect", help="every stage of one dynamic quantized multiply, on a real input")
@@ -487,18 +494,19 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
                                                      "word (default 'the'); repeat to compare run-time scales")
     p.add_argument("--position", type=int, help="instead, the input at this test-split position (needs the corpus)")
     p.add_argument("--per-channel", action="store_true", help="one weight scale per row instead of per tensor")
-    p.add_argument("--words", type=_positive_int, default=10, help="decoder: next words that moved most to show")
+    p.add_argument("--words", type=_positive_int, default=MOVED_WORDS,
+                   help="decoder: next words that moved most to show")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_inspect)
 
-    from .low_bits import DEFAULT_TOKENS
-
     p = sub.add_parser("bits", help="loss with weights rounded to 8...2 bits, per tensor and per row (simulated)")
     add_data(p), add_model(p), add_threads(p)
-    p.add_argument("--bits", default="8,7,6,5,4,3,2", help="comma-separated widths from 2 to 8")
-    p.add_argument("--schemes", default="per-tensor,per-row", help="comma-separated: per-tensor, per-row")
+    p.add_argument("--bits", default=",".join(map(str, SWEEP_BITS)),
+                   help=f"comma-separated widths from {min(SWEEP_BITS)} to {max(SWEEP_BITS)}")
+    p.add_argument("--schemes", default=",".join(SCHEMES), help=f"comma-separated: {', '.join(SCHEMES)}")
     p.add_argument("--embedding", action="store_true", help="round the embedding too")
-    p.add_argument("--max-tokens", type=int, default=DEFAULT_TOKENS, help=f"test tokens (default {DEFAULT_TOKENS:,})")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_BITS_TOKENS,
+                   help=f"test tokens (default {DEFAULT_BITS_TOKENS:,})")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.set_defaults(func=cmd_bits)
 

@@ -18,8 +18,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .assets import ASSETS_DIR, CORPUS_FOLDER
-from .cache import cache_root, prune, touch, write_atomically
+from .cache import cache_root, prune, touch
 from .errors import WlmError
+from .out_files import write_atomically
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -54,13 +55,29 @@ class Dictionary:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Dictionary) and self.idx2word == other.idx2word
 
-    def encode(self, words: list[str]) -> tuple[list[int], list[str]]:
-        """Ids for ``words``; words not in the vocabulary map to ``<unk>`` and are returned."""
+    def encode(self, words: list[str], *, strict: bool = True) -> tuple[list[int], list[str]]:
+        """Ids for ``words``; words not in the vocabulary map to ``<unk>`` and are returned.
+
+        A vocabulary without ``<unk>`` refuses them, or, with ``strict=False``, gives None for each."""
         unknown = [w for w in words if w not in self.word2idx]
-        if unknown and UNK not in self.word2idx:
+        if strict and unknown and UNK not in self.word2idx:
             raise WlmError(f"words {unknown[:5]} are not in the vocabulary, which has no {UNK} token")
         unk = self.word2idx.get(UNK)
         return [self.word2idx.get(w, unk) for w in words], unknown
+
+    def encode_prompt(self, prompt: str | None, *, strict: bool = True) -> tuple[list[int], list[str]]:
+        """Ids for the words of ``prompt`` (split on any whitespace: a line break in a prompt is a space) and the
+        words that were not in the vocabulary (they become ``<unk>``, as in ``encode``); an empty or missing prompt
+        gives no ids."""
+        return self.encode((prompt or "").split(), strict=strict)
+
+    def first_known(self, *candidates: str) -> str:
+        """The first candidate text whose words are all in the vocabulary, else the vocabulary's first word (a
+        default prompt that any vocabulary, even a tiny test corpus's, can read)."""
+        for text in candidates:
+            if all(w in self.word2idx for w in text.split()):
+                return text
+        return self.idx2word[0]
 
 
 def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:

@@ -15,6 +15,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from .corpus import DEFAULT_DATA_DIR
 from .corpus import OFFICIAL_SHA256 as SHA256
 from .errors import WlmError
 
@@ -42,7 +43,7 @@ def _fetch(url: str, target: Path, progress: bool) -> None:
                        "or set WLM_DATA_DIR") from None
 
 
-def download(dest: str | os.PathLike = Path("data") / "wikitext-2", *, urls: tuple[str, ...] = URLS,
+def download(dest: str | os.PathLike = DEFAULT_DATA_DIR, *, urls: tuple[str, ...] = URLS,
              sha256: dict[str, str] | None = None, progress: bool = True, force: bool = False) -> Path:
     """Download and unpack Wikitext-2 into ``dest`` as train.txt, valid.txt and test.txt."""
     dest = Path(dest)

@@ -34,6 +34,7 @@ from .low_bits import weight_codes
 
 ACTIVATION_QMIN, ACTIVATION_QMAX = 0, 127  # fbgemm's reduce_range: 7 of the 8 bits
 DEFAULT_CONTEXT = 500  # words of history before a test position (the LSTM's memory of older words is negligible)
+MOVED_WORDS = 10  # next words whose probability moved most, shown for the decoder
 
 _LSTM_LAYER = re.compile(r"rnn\.weight_(ih|hh)_l(\d+)$")
 
@@ -110,10 +111,9 @@ def _arriving(model: nn.Module, layer: str, ids: list[int]) -> torch.Tensor:
 
 def input_from_prompt(model: nn.Module, dictionary: Dictionary, layer: str, prompt: str) -> LayerInput:
     """The vector arriving at ``layer`` while the float model reads the prompt's last word."""
-    words = (prompt or "").split()
-    if not words:
+    ids, _ = dictionary.encode_prompt(prompt)
+    if not ids:
         raise WlmError("the prompt is empty; type at least one word")
-    ids, _ = dictionary.encode(words)
     layer = _check_layer(model, layer)
     vector = _arriving(model, layer, ids)
     return LayerInput(layer, vector, dictionary.idx2word[ids[-1]], f"last word of the prompt {prompt.strip()!r}")
@@ -256,7 +256,7 @@ def dynamic_multiply(model: nn.Module, layer_input: LayerInput, per_channel: boo
         bias=bias.numpy(), output=output.numpy(), float_output=float_output.numpy())
 
 
-def moved_scores(result: DynamicMultiply, dictionary: Dictionary, k: int = 10) -> pd.DataFrame:
+def moved_scores(result: DynamicMultiply, dictionary: Dictionary, k: int = MOVED_WORDS) -> pd.DataFrame:
     """For the decoder: the ``k`` words whose next-word probability moved most, float vs quantized."""
     if result.layer != "decoder":
         raise WlmError(f"next-word scores come from the decoder, not {result.layer}")

@@ -36,13 +36,6 @@ def check_sampling(words: int, temperature: float) -> None:
         raise WlmError(f"temperature must be 0 (greedy) or more, got {temperature!r}")
 
 
-def encode_prompt(dictionary: Dictionary, prompt: str | None) -> tuple[list[int], list[str]]:
-    """Prompt ids and the words that were not in the vocabulary (they become ``<unk>``)."""
-    if not prompt or not prompt.strip():
-        return [], []
-    return dictionary.encode(prompt.split())
-
-
 class Tickets:
     """The seeded random numbers of one text: a start word, then one Gumbel ticket per word per step.
 
@@ -157,7 +150,7 @@ def sample_ids(model: nn.Module, ntoken: int, *, words: int, temperature: float 
 def generate(model: nn.Module, dictionary: Dictionary, *, words: int, temperature: float = 1.0, seed: int = 0,
              prompt: str | None = None) -> Iterator[str]:
     """Yield generated words as plain strings (``<eos>`` included)."""
-    prompt_ids, _ = encode_prompt(dictionary, prompt)
+    prompt_ids, _ = dictionary.encode_prompt(prompt)
     for index in sample_ids(model, len(dictionary), words=words, temperature=temperature, seed=seed,
                             prompt_ids=prompt_ids):
         yield dictionary.idx2word[index]
@@ -180,7 +173,7 @@ def generate_side_by_side(models: dict[str, nn.Module], dictionary: Dictionary, 
     starts; an error inside a thread is raised here. Closing the iterator early stops the threads.
     """
     check_sampling(words, temperature)
-    encode_prompt(dictionary, prompt)  # an unusable prompt fails here, not in a thread
+    dictionary.encode_prompt(prompt)  # an unusable prompt fails here, not in a thread
     return _side_by_side(models, dictionary, words=words, temperature=temperature, seed=seed, prompt=prompt)
 
 
@@ -247,7 +240,7 @@ def same_pick_along(model_a: nn.Module, model_b: nn.Module, dictionary: Dictiona
     """
     if not temperature >= 0:
         raise WlmError(f"temperature must be 0 (greedy) or more, got {temperature!r}")
-    prompt_ids, _ = encode_prompt(dictionary, prompt)
+    prompt_ids, _ = dictionary.encode_prompt(prompt)
     start = _start(Tickets(seed, len(dictionary)), prompt_ids)
     readers = _Reader(model_a, start), _Reader(model_b, start)
     odds = []

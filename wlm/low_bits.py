@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import WlmError
-from .evaluate import EvalResult, evaluate
+from .evaluate import evaluate
 from .model import PARTS
 from .quantize import preset, quantize
 from .threads import num_threads
@@ -29,7 +29,8 @@ from .torch_internals import with_children
 MIN_BITS, MAX_BITS = 2, 8
 SWEEP_BITS = tuple(range(MAX_BITS, MIN_BITS - 1, -1))  # 8, 7, ..., 2
 SCHEMES = ("per-tensor", "per-row")
-DEFAULT_TOKENS = 2000  # the sweep (16 evaluations) stays within a minute on one thread: tests/bench_low_bits.py
+# A sweep's test tokens unless told: its 16 evaluations stay within a minute on one thread (bench/bench_low_bits.py).
+DEFAULT_BITS_TOKENS = 2000
 CLIFF_NATS = 0.05  # a loss rise a class notices
 
 Progress = Callable[[str, int, int], None]
@@ -53,25 +54,25 @@ def levels(bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def scales_for(weight: torch.Tensor, bits: int, per_row: bool) -> torch.Tensor:
+def scales_for(weight: torch.Tensor, bits: int, per_channel: bool) -> torch.Tensor:
     """One scale (shape (1,)) or one per row: the largest |weight| spans half of the 2^N - 1 steps."""
     qmin, qmax = levels(bits)
-    amax = weight.abs().amax(dim=1) if per_row else weight.abs().max().reshape(1)
+    amax = weight.abs().amax(dim=1) if per_channel else weight.abs().max().reshape(1)
     return torch.clamp(amax.float() / ((qmax - qmin) / 2), min=torch.finfo(torch.float32).eps)
 
 
-def weight_codes(weight: torch.Tensor, bits: int, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_codes(weight: torch.Tensor, bits: int, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``weight`` (2-D) as N-bit integer codes (int8) and its scales (shape (1,) or one per row)."""
     qmin, qmax = levels(bits)
-    scales = scales_for(weight, bits, per_row)
+    scales = scales_for(weight, bits, per_channel)
     # Multiply by the float32 inverse, as torch's int8 kernels do, so 8 bits gives their exact codes.
     codes = torch.clamp(torch.round(weight.float() * (1.0 / scales).reshape(-1, 1)), qmin, qmax)
     return codes.to(torch.int8), scales
 
 
-def round_weight(weight: torch.Tensor, bits: int, per_row: bool) -> torch.Tensor:
+def round_weight(weight: torch.Tensor, bits: int, per_channel: bool) -> torch.Tensor:
     """``weight`` (2-D) rounded to its N-bit grid, as float."""
-    codes, scales = weight_codes(weight, bits, per_row)
+    codes, scales = weight_codes(weight, bits, per_channel)
     return codes.float() * scales.reshape(-1, 1)
 
 
@@ -88,32 +89,25 @@ def simulate(model: nn.Module, bits: int, scheme: str = "per-tensor", embedding:
     A plain ``nn.Module`` (works with ``evaluate`` and ``generate``). The parts it does not round
     (the embedding unless asked) are the float model's own modules, shared and only read.
     """
-    bits, per_row = check_bits(bits), check_scheme(scheme) == "per-row"
+    bits, per_channel = check_bits(bits), check_scheme(scheme) == "per-row"
     rounded = {part.attr for part in PARTS if part.name != "embedding" or embedding}
     children = dict(model.named_children())
     for attr in rounded:
         module = copy.deepcopy(children[attr])
         for name, parameter in module.named_parameters():
             if name.startswith("weight"):
-                parameter.copy_(round_weight(parameter, bits, per_row))
+                parameter.copy_(round_weight(parameter, bits, per_channel))
         children[attr] = module
-    variant = with_children(model, children)
-    variant.training = False  # not .eval(): that would also switch the shared float modules
-    return variant
+    simulated = with_children(model, children)
+    simulated.training = False  # not .eval(): that would also switch the shared float modules
+    return simulated
 
 
-def distinct_values(weight: torch.Tensor, per_row: bool) -> int:
-    """How many different values the tensor holds (the most over its rows when ``per_row``)."""
-    if per_row:
+def distinct_values(weight: torch.Tensor, per_channel: bool) -> int:
+    """How many different values the tensor holds (the most over its rows when ``per_channel``)."""
+    if per_channel:
         return max(int(torch.unique(row).numel()) for row in weight)
     return int(torch.unique(weight).numel())
-
-
-def bits_loss(model: nn.Module, data: torch.Tensor, bits: int, scheme: str = "per-tensor", *,
-              max_tokens: int | None = DEFAULT_TOKENS, embedding: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Loss of the ``bits``-bit simulated model on the first ``max_tokens`` tokens of ``data``."""
-    return evaluate(simulate(model, bits, scheme, embedding), data, max_tokens=max_tokens, progress=progress)
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -123,8 +117,8 @@ def _labelled(progress: Progress | None, label: str):
 
 
 def estimate_sweep_seconds(model: nn.Module, data: torch.Tensor, *, bits=SWEEP_BITS, schemes=SCHEMES,
-                           max_tokens: int | None = DEFAULT_TOKENS, embedding: bool = False, threads: int | None = 1,
-                           probe_tokens: int = 150) -> float:
+                           max_tokens: int | None = DEFAULT_BITS_TOKENS, embedding: bool = False,
+                           threads: int | None = 1, probe_tokens: int = 150) -> float:
     """How long ``sweep`` will take, from a short probe: one simulated model built and run on
     ``probe_tokens`` tokens, the real int8 variant likewise, scaled up to the sweep."""
     tokens = min(len(data), max_tokens or len(data))
@@ -146,7 +140,7 @@ def estimate_sweep_seconds(model: nn.Module, data: torch.Tensor, *, bits=SWEEP_B
 
 
 def sweep(model: nn.Module, data: torch.Tensor, *, bits=SWEEP_BITS, schemes=SCHEMES,
-          max_tokens: int | None = DEFAULT_TOKENS, embedding: bool = False, threads: int | None = 1,
+          max_tokens: int | None = DEFAULT_BITS_TOKENS, embedding: bool = False, threads: int | None = 1,
           progress: Progress | None = None, cache: dict | None = None) -> pd.DataFrame:
     """Loss at each bit width and scheme, with the float model's and the real int8 variant's for reference.
 
@@ -229,17 +223,17 @@ def weight_names(model: nn.Module) -> list[str]:
 def bits_histogram(model: nn.Module, name: str, bits: int, scheme: str = "per-tensor", *, max_values: int = 50_000,
                    seed: int = 0) -> BitsHistogram:
     """Data for a histogram of one float weight with its N-bit grid, e.g. ``name='rnn.weight_hh_l0'``."""
-    bits, per_row = check_bits(bits), check_scheme(scheme) == "per-row"
+    bits, per_channel = check_bits(bits), check_scheme(scheme) == "per-row"
     state = dict(model.named_parameters())
     if name not in weight_names(model):
         raise WlmError(f"unknown weight {name!r}; choose one of {', '.join(weight_names(model))}")
     weight = state[name].detach().float()
-    rounded = round_weight(weight, bits, per_row)
-    scales = scales_for(weight, bits, per_row)
+    rounded = round_weight(weight, bits, per_channel)
+    scales = scales_for(weight, bits, per_channel)
     qmin, qmax = levels(bits)
     scale = float(scales.max())
     grid = np.arange(qmin, qmax + 1) * scale
-    distinct = distinct_values(rounded, per_row)
+    distinct = distinct_values(rounded, per_channel)
     w, r = weight.reshape(-1), rounded.reshape(-1)
     if w.numel() > max_values:
         index = torch.randperm(w.numel(), generator=torch.Generator().manual_seed(seed))[:max_values]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import WlmError
+from .torch_internals import uninitialised_embedding
 
 if TYPE_CHECKING:
     from .corpus import Dictionary
@@ -55,8 +56,8 @@ class LSTMModel(nn.Module):
         self.nhid = config.nhid
         self.nlayers = config.nlayers
         self.drop = nn.Dropout(config.dropout)
-        table = None if initialise else torch.empty(config.ntoken, config.ninp)
-        self.encoder = nn.Embedding(config.ntoken, config.ninp, _weight=table)
+        self.encoder = (nn.Embedding(config.ntoken, config.ninp) if initialise
+                        else uninitialised_embedding(config.ntoken, config.ninp))
         self.rnn = nn.LSTM(config.ninp, config.nhid, config.nlayers, dropout=config.dropout)
         self.decoder = nn.Linear(config.nhid, config.ntoken)
         if initialise:

@@ -1,4 +1,4 @@
-"""The words a model expects next after a prompt, for one model or a float and a quantized one together."""
+"""The words a float and a quantized model expect next after a prompt, side by side."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,17 +7,17 @@ from torch import nn
 
 from .corpus import EOS, Dictionary
 from .errors import WlmError
-from .generate import encode_prompt, read_prompt
+from .generate import read_prompt
 
 
-def _context_ids(dictionary: Dictionary, prompt: str | None) -> tuple[list[int], list[str]]:
+def _context_ids(dictionary: Dictionary, prompt: str | None) -> list[int]:
     """Prompt ids; an empty prompt starts from a line break, the state the corpus begins each line in."""
-    ids, unknown = encode_prompt(dictionary, prompt)
+    ids, _ = dictionary.encode_prompt(prompt)
     if not ids:
         if EOS not in dictionary.word2idx:
             raise WlmError(f"an empty prompt starts from {EOS}, which this vocabulary lacks; type a few words")
         ids = [dictionary.word2idx[EOS]]
-    return ids, unknown
+    return ids
 
 
 @torch.no_grad()
@@ -27,27 +27,17 @@ def _next_word_probs(model: nn.Module, ids: list[int]) -> torch.Tensor:
     return torch.softmax(logits.double(), dim=-1)
 
 
-def top_next_words(model: nn.Module, dictionary: Dictionary, prompt: str | None, k: int = 10) -> pd.DataFrame:
-    """The ``k`` most likely next words after ``prompt``. Columns: rank, word, prob."""
-    if k < 1:
-        raise WlmError(f"k must be at least 1, got {k}")
-    ids, _ = _context_ids(dictionary, prompt)
-    probs = _next_word_probs(model, ids)
-    top = torch.topk(probs, min(k, probs.numel()))
-    return pd.DataFrame({"rank": range(1, len(top.indices) + 1),
-                         "word": [dictionary.idx2word[int(i)] for i in top.indices],
-                         "prob": top.values.float().numpy()})
-
-
-def next_words_pair(float_model: nn.Module, quant_model: nn.Module, dictionary: Dictionary,
-                       prompt: str | None, k: int = 10) -> pd.DataFrame:
+def next_words_pair(float_model: nn.Module, quantized: nn.Module, dictionary: Dictionary,
+                    prompt: str | None, k: int = 10) -> pd.DataFrame:
     """Both models' probabilities for the union of their top-``k`` next words, in the float model's order.
 
     Long format, one row per (word, model). Columns: word, model ('float' | 'quantized'), prob, rank
     (that model's rank of the word, 1 = most likely).
     """
-    ids, _ = _context_ids(dictionary, prompt)
-    probs = {"float": _next_word_probs(float_model, ids), "quantized": _next_word_probs(quant_model, ids)}
+    if k < 1:
+        raise WlmError(f"k must be at least 1, got {k}")
+    ids = _context_ids(dictionary, prompt)
+    probs = {"float": _next_word_probs(float_model, ids), "quantized": _next_word_probs(quantized, ids)}
     k = min(k, probs["float"].numel())
     words: list[int] = []
     for name in ("float", "quantized"):

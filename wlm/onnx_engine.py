@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import cache_root, in_use, prune, touch, write_atomically
+from .cache import cache_root, in_use, prune, touch
 from .errors import WlmError
+from .out_files import write_atomically
 
 ENGINES = ("torch", "onnxruntime")
 ORT_VARIANTS = ("fp32", "int8")  # the float export, and quantize_dynamic's int8 weights

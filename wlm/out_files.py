@@ -1,18 +1,39 @@
 """A set of named files handed to the user: written into the folder ``--out`` names, or packed as one zip (the
-app's downloads). Every way writing can fail is one ``WlmError`` that names the path and what to do."""
+app's downloads). Every way writing can fail is one ``WlmError`` that names the path and what to do.
+
+``write_atomically`` is the one way wlm replaces a file whole: these files, the cache's entries and a training
+run's resume checkpoint."""
 from __future__ import annotations
 
 import io
 import os
 import shutil
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 from .errors import WlmError
 
 # A file's contents: bytes, or a file on disk to copy (an ONNX model is too big to hold twice).
 Contents = bytes | Path
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(partial)`` on a temporary name beside ``path``, then rename it over ``path``.
+
+    A reader never sees half a file, an interrupted write leaves the previous file (or none) in place, and two
+    writers of the same path (sessions, threads or processes) do not corrupt each other's output: the last
+    complete one wins. The temporary name is unique to this call and starts with a dot (the cache's ``prune``
+    leaves such files alone); ``write`` creates the file, so it gets the usual permissions (the umask's).
+    """
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:16]}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _write(target: Path, contents: Contents) -> None:
@@ -64,15 +85,8 @@ def write_files(out: str | Path, files: dict[str, Contents], option: str = "--ou
     folder = prepare_folder(out, option, tuple(files))  # every name checked before any file is written
     targets = {name: folder / name for name in files}
     for name, target in targets.items():
-        # Beside the target, then renamed over it; not the cache's write_atomically, whose private temporary
-        # files would keep owner-only permissions: a user's files get the usual ones (the umask's).
-        partial = folder / f".{name}.{os.getpid()}.partial"
         try:
-            try:
-                _write(partial, files[name])
-                os.replace(partial, target)
-            finally:
-                partial.unlink(missing_ok=True)
+            write_atomically(target, lambda partial, name=name: _write(partial, files[name]))
         except OSError as exc:
             raise WlmError(f"{option} {folder}: cannot write {target.name} there ({exc.strerror or exc}); choose a "
                            "folder you can write to") from None

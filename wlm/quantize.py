@@ -16,7 +16,7 @@ from .errors import WlmError
 from .model import PARTS, LSTMModel
 from .torch_internals import with_children
 
-DTYPES = ("qint8", "float16")
+DTYPES = ("qint8", "float16")  # the weight dtypes for LSTM and Linear, in the order the app offers them
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,10 @@ def quantize(model: LSTMModel, spec: QuantSpec, parts: dict | None = None) -> nn
     if missing:  # a variant whose parts are all lent needs no quantize_dynamic pass at all
         for name, module in _quantize_parts(model, spec, missing).items():
             known[keys[name]] = module
-    variant = with_children(model, {name: known[keys[name]] if name in keys else module
-                                    for name, module in model.named_children()})
-    variant.training = False  # not .eval(): that would also switch the shared float modules
-    return variant
+    quantized = with_children(model, {name: known[keys[name]] if name in keys else module
+                                      for name, module in model.named_children()})
+    quantized.training = False  # not .eval(): that would also switch the shared float modules
+    return quantized
 
 
 def storage(spec: QuantSpec) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections import OrderedDict
 from typing import BinaryIO
 
 import torch
@@ -17,7 +16,13 @@ from torch import nn
 from .errors import WlmError
 from .model import PARTS, LSTMModel, ModelConfig
 from .quantize import QuantSpec, quantize
-from .torch_internals import is_packed_lstm, packed_lstm_weights, set_packed_lstm_weights
+from .torch_internals import (
+    is_packed_lstm,
+    packed_lstm_weights,
+    set_packed_lstm_weights,
+    state_dict_versions,
+    with_versions,
+)
 
 
 def portable_state_dict(model: nn.Module) -> dict:
@@ -58,17 +63,17 @@ def load_quantized(file: str | os.PathLike | BinaryIO | bytes, config: ModelConf
     model = quantize(LSTMModel(config).eval(), spec)
     # Module versions decide how quantized modules read their entries; a fresh model of the same
     # spec carries the right ones for this torch.
-    metadata = getattr(model.state_dict(), "_metadata", {})
-    parts = {part.attr: OrderedDict() for part in PARTS}
+    versions = state_dict_versions(model)
+    entries: dict[str, dict] = {part.attr: {} for part in PARTS}
     for key, value in state.items():
         head, _, rest = key.partition(".")
-        if head not in parts:
+        if head not in entries:
             raise WlmError(f"the quantized model file has an unexpected entry {key!r}; it must come from the "
                            "demo's download button")
-        parts[head][rest] = value
-    for name, sub in parts.items():
-        sub._metadata = {k.removeprefix(name).removeprefix("."): v for k, v in metadata.items()
-                         if k == name or k.startswith(name + ".")}
+        entries[head][rest] = value
+    parts = {name: with_versions(sub, {k.removeprefix(name).removeprefix("."): v for k, v in versions.items()
+                                       if k == name or k.startswith(name + ".")})
+             for name, sub in entries.items()}
     try:
         for name, sub in parts.items():
             module = getattr(model, name)

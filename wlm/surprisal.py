@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .corpus import EOS, UNK, Dictionary
+from .corpus import EOS, Dictionary
 from .errors import WlmError
 from .generate import read_chunks
 
@@ -48,24 +48,24 @@ def word_surprisal(model: nn.Module, dictionary: Dictionary, text: str) -> pd.Da
     words = text_to_words(text)
     if not words:
         raise WlmError("type at least one word to score")
-    word2idx = dictionary.word2idx
-    if EOS not in word2idx:
+    if EOS not in dictionary.word2idx:
         raise WlmError(f"scoring starts after a line break, but this vocabulary has no {EOS} token")
-    eos, unk = word2idx[EOS], word2idx.get(UNK)
-    targets = [word2idx.get(w, unk) for w in words]
+    eos = dictionary.word2idx[EOS]
+    targets, outside = dictionary.encode(words, strict=False)  # None for an unknown word when there is no <unk>
+    unknown = set(outside)
     inputs = [eos] + [eos if t is None else t for t in targets[:-1]]
     losses: list[float] = []
     for start, logits, _ in read_chunks(model, inputs):  # memory follows one chunk, not the text
         losses.extend(_losses(logits, targets[start:start + len(logits)]))
     return pd.DataFrame({"position": range(len(words)), "word": words,
-                         "unknown": [w not in word2idx for w in words], "loss": losses})
+                         "unknown": [w in unknown for w in words], "loss": losses})
 
 
-def surprisal_pair(float_model: nn.Module, quant_model: nn.Module, dictionary: Dictionary, text: str) -> pd.DataFrame:
+def surprisal_pair(float_model: nn.Module, quantized: nn.Module, dictionary: Dictionary, text: str) -> pd.DataFrame:
     """``word_surprisal`` of both models side by side. Columns: position, word, unknown, loss_float,
     loss_quant, delta (quantized minus float)."""
     a = word_surprisal(float_model, dictionary, text)
-    b = word_surprisal(quant_model, dictionary, text)
+    b = word_surprisal(quantized, dictionary, text)
     table = a.rename(columns={"loss": "loss_float"})
     table["loss_quant"] = b["loss"]
     table["delta"] = table["loss_quant"] - table["loss_float"]

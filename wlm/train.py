@@ -6,7 +6,6 @@ bundle's card also records.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
@@ -21,6 +20,7 @@ from .corpus import batchify, get_batch
 from .errors import WlmError
 from .evaluate import evaluate
 from .model import LSTMModel, ModelConfig, detach_hidden
+from .out_files import write_atomically
 
 DEPARTS_FROM_SEED = (
     "The seed's recipe (pytorch/examples word_language_model: SGD lr 20, clip 0.25, dropout 0.5, PyTorch's "
@@ -45,7 +45,7 @@ class Recipe:
     batch_size: int = 20
     bptt: int = 35
     dropout: float = 0.2
-    lstm_init: str = "uniform0.3"  # default | uniform0.3 | orthogonal
+    lstm_init: str = "uniform0.3"  # one of LSTM_INITS
     forget_bias: float = 0.0
     sparse_embedding: bool = False  # SparseAdam on the embedding rows a batch touches; AdamW on the rest
     bf16: bool = False  # measured slower than fp32 on CPUs without AMX
@@ -55,14 +55,21 @@ class Recipe:
         return asdict(self)
 
 
+LSTM_INITS = ("default", "uniform0.3", "orthogonal")
+EXAMPLES_RECIPE, DEFAULT_RECIPE = "examples", "adamw"
 RECIPES = {
     # The seed's: pytorch/examples word_language_model defaults.
-    "tutorial": Recipe(
-        "tutorial", optimizer="sgd", lr=20.0, weight_decay=0.0, schedule="plateau", warmup_batches=0,
+    EXAMPLES_RECIPE: Recipe(
+        EXAMPLES_RECIPE, optimizer="sgd", lr=20.0, weight_decay=0.0, schedule="plateau", warmup_batches=0,
         clip=0.25, dropout=0.5, lstm_init="default", bf16=False, epochs=5,
     ),
-    "adamw": Recipe("adamw"),
+    DEFAULT_RECIPE: Recipe(DEFAULT_RECIPE),
 }
+# Names a recipe was once known by, still accepted: the seed's recipe was called "tutorial" (the tutorial itself
+# trains nothing; it loads a model trained by pytorch/examples).
+RECIPE_ALIASES = {"tutorial": EXAMPLES_RECIPE}
+TRAIN_SEED = 1111  # pytorch/examples' default seed
+LOSS_WINDOW = 100  # batches per logged mean training loss
 
 
 def init_lstm(rnn: nn.LSTM, how: str, forget_bias: float = 0.0) -> None:
@@ -83,7 +90,7 @@ def init_lstm(rnn: nn.LSTM, how: str, forget_bias: float = 0.0) -> None:
             else:
                 nn.init.zeros_(p)
     else:
-        raise WlmError(f"unknown LSTM init {how!r}; choose default, uniform0.3 or orthogonal")
+        raise WlmError(f"unknown LSTM init {how!r}; choose one of {', '.join(LSTM_INITS)}")
     if forget_bias:
         h = rnn.hidden_size
         for name, p in rnn.named_parameters():
@@ -155,9 +162,7 @@ def save_resume(path: Path, model, optimizers, state: TrainState, hidden, recipe
         "recipe": recipe.to_dict(),
         "extra": extra,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda partial: torch.save(payload, partial))
 
 
 def load_resume(path: Path) -> dict:
@@ -166,7 +171,7 @@ def load_resume(path: Path) -> dict:
                        "start without --resume or point --out at the run's folder")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
+    except Exception as exc:  # any failure here means the file is unusable
         raise WlmError(f"resume checkpoint {path} cannot be read ({exc}); delete it and start again") from None
 
 
@@ -177,13 +182,13 @@ def train(
     recipe: Recipe,
     out_dir: Path,
     *,
-    seed: int = 1111,
+    seed: int = TRAIN_SEED,
     max_tokens: int | None = None,
     max_batches: int | None = None,
     time_limit_s: float | None = None,
     resume: bool = False,
     save_every_s: float = 600.0,
-    window: int = 100,
+    window: int = LOSS_WINDOW,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> tuple[LSTMModel, TrainState]:
@@ -379,7 +384,15 @@ def _end_epoch(model, valid_ids, recipe: Recipe, state: TrainState, out_dir: Pat
         state.plateau_lr /= 4.0
 
 
+def is_examples_recipe(recipe: dict) -> bool:
+    """Whether a recipe as recorded (``Recipe.to_dict()``, e.g. in a run's resume checkpoint) is the seed's, the
+    pytorch/examples one, whatever name it was saved under."""
+    settings = {k: v for k, v in recipe.items() if k != "name"}
+    return settings == {k: v for k, v in RECIPES[EXAMPLES_RECIPE].to_dict().items() if k != "name"}
+
+
 def recipe_with(name: str, **overrides) -> Recipe:
+    name = RECIPE_ALIASES.get(name, name)
     if name not in RECIPES:
         raise WlmError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     clean = {k: v for k, v in overrides.items() if v is not None}

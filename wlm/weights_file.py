@@ -51,7 +51,7 @@ def read_state_dict(path: str | Path, meta: bool = False) -> dict[str, torch.Ten
                            "torch.save(model.state_dict(), path)") from None
         reason = "it cannot be read: it is not a torch.save file of tensors"
         raise not_a_checkpoint(path, _plain_kind(path) or reason) from None
-    except Exception as exc:  # noqa: BLE001 - whatever the reader trips on, the bytes are not a checkpoint
+    except Exception as exc:  # whatever the reader trips on, the bytes are not a checkpoint
         if "QuantizedMeta" in str(exc):  # torch describes no quantized tensor without its data
             raise not_a_checkpoint(path, "it holds quantized tensors, where the model loads from float weights (the "
                                          "demo's quantized download is such a file: read it back with "
@@ -127,7 +127,7 @@ def _compressed_records(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as archive:
             return [info.filename for info in archive.infolist()
                     if "/data/" in info.filename and info.compress_type != zipfile.ZIP_STORED]
-    except Exception:  # noqa: BLE001 - not a zip (the older torch.save format, or no checkpoint at all)
+    except Exception:  # not a zip (the older torch.save format, or no checkpoint at all)
         return []
 
 
@@ -139,7 +139,7 @@ def read_safetensors(path: Path, meta: bool = False) -> dict[str, torch.Tensor]:
             return load_file(path)
         with safe_open(path, framework="pt") as f:  # checks the header: offsets in the file, none overlapping
             header = {name: (f.get_slice(name).get_dtype(), f.get_slice(name).get_shape()) for name in f.keys()}
-    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, or a header that parses into nonsense
+    except Exception as exc:  # SafetensorError, OSError, or a header that parses into nonsense
         reason = _plain_kind(path) or f"it cannot be read as safetensors{short_reason(exc)}"
         raise not_a_checkpoint(path, reason) from None
     for name, (dtype, _) in header.items():
@@ -225,7 +225,7 @@ def _forming_the_model(path: Path):
         yield
     except WlmError as exc:  # wrong keys or shapes: the message says which; add what a checkpoint is
         raise WlmError(f"{exc}; {_CHECKPOINT_KINDS}") from None
-    except Exception as exc:  # noqa: BLE001 - tensors of odd ranks: not this model's checkpoint
+    except Exception as exc:  # tensors of odd ranks: not this model's checkpoint
         raise not_a_checkpoint(path, f"its tensors do not form the model{short_reason(exc)}") from None
 
 
