@@ -44,7 +44,7 @@ def render(setup: Setup) -> None:
     st.subheader("Loss against bits")
     if need_corpus(setup):
         hosted = setup.hosted  # a shared server (wlm.hosting): one request kept near 30 s
-        total = min(len(setup.test_ids), hosting.MAX_BITS_TOKENS if hosted else LONGEST_SWEEP_TOKENS)
+        total = hosting.token_bound(min(len(setup.test_ids), LONGEST_SWEEP_TOKENS), hosted, hosting.MAX_BITS_TOKENS)
         tokens = token_slider("Test tokens", total, DEFAULT_BITS_TOKENS, "bits_tokens",
                               help="Every width of both schemes, the float model and the real int8 variant are "
                                    "scored on the same first tokens of the test split.")

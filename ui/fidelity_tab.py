@@ -12,8 +12,17 @@ from .backend import fidelity_result, histogram, next_words, sqnr_table, surpris
 from .charts import fidelity as charts
 from .charts import word_html
 from .requests import Setup
-from .speed_tab import BOUND_NOTE, token_limit
-from .widgets import SessionPage, ask, bounded_text, error, need_corpus, remembered_button, show, token_slider
+from .widgets import (
+    SessionPage,
+    ask,
+    bound_note,
+    bounded_text,
+    error,
+    need_corpus,
+    remembered_button,
+    show,
+    token_slider,
+)
 
 
 def render(setup: Setup) -> None:
@@ -35,9 +44,10 @@ def render(setup: Setup) -> None:
 
     st.subheader("Output agreement")
     if need_corpus(setup):
-        tokens = token_slider("Test tokens", token_limit(setup), 2000, "fid_tokens")
+        tokens = token_slider("Test tokens", hosting.token_bound(len(setup.test_ids), setup.hosted), 2000,
+                              "fid_tokens")
         if setup.hosted:
-            st.caption(BOUND_NOTE.format(hosting.MAX_TOKENS))
+            st.caption(bound_note(hosting.MAX_TOKENS))
         against = st.radio("Float model against", [f"PyTorch {setup.spec.label}", "ONNX Runtime int8"],
                            horizontal=True, key="fid_engine")
         engine = "onnxruntime" if against.startswith("ONNX") else "torch"
@@ -77,8 +87,7 @@ def render(setup: Setup) -> None:
     st.subheader("Which variant to pick")
     if need_corpus(setup):
         tokens = st.session_state.get("speed_tokens") or min(1000, len(setup.test_ids))
-        if setup.hosted:
-            tokens = hosting.clamp_tokens(tokens, hosting.MAX_TOKENS).tokens
+        tokens = hosting.bounded_tokens(tokens, setup.hosted)
         st.caption(f"Every preset on {tokens:,} test tokens (the Speed & accuracy slider), {setup.threads} thread(s).")
         request = (setup.source, setup.split, int(tokens), setup.threads)
         if remembered_button("Measure all presets", "trade_go", request):

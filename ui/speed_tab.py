@@ -11,10 +11,7 @@ from wlm.quantize import PRESETS, QuantSpec
 from .backend import Measured, default_tokens, sweep_table, variant_table
 from .charts import speed as charts
 from .requests import Setup
-from .widgets import ask, error, need_corpus, remembered_button, show, shown_to_another, token_slider
-
-BOUND_NOTE = "This shared server measures at most {:,} tokens per request, so no one waits long for a measurement."
-
+from .widgets import ask, bound_note, error, need_corpus, remembered_button, show, shown_to_another, token_slider
 
 AGAIN = "speed_again"  # session state: how often this session asked to measure again
 
@@ -32,11 +29,6 @@ def shared_caption(measured: Measured) -> None:
                  on_click=lambda: st.session_state.update({AGAIN: st.session_state.get(AGAIN, 0) + 1}))
 
 
-def token_limit(setup: Setup) -> int:
-    """The test tokens one request may evaluate: the whole split on a laptop, a bounded prefix on a shared server."""
-    return min(len(setup.test_ids), hosting.MAX_TOKENS) if setup.hosted else len(setup.test_ids)
-
-
 def selected_specs(setup: Setup, names: list[str]) -> tuple[QuantSpec, ...]:
     specs = [PRESETS[n] for n in names]
     if not setup.spec.is_float and setup.spec not in specs:
@@ -48,10 +40,11 @@ def render(setup: Setup) -> None:
     if not need_corpus(setup):
         return
     default = ask(default_tokens, setup.source, setup.split)
-    tokens = token_slider("Test tokens to evaluate", token_limit(setup), default, "speed_tokens",
+    tokens = token_slider("Test tokens to evaluate", hosting.token_bound(len(setup.test_ids), setup.hosted), default,
+                          "speed_tokens",
                           help="The default takes about 5 s here for float and the tutorial's variant.")
     if setup.hosted:
-        st.caption(BOUND_NOTE.format(hosting.MAX_TOKENS))
+        st.caption(bound_note(hosting.MAX_TOKENS))
     names = st.multiselect("Variants (the sidebar's setup is always included)", [n for n in PRESETS if n != "fp32"],
                            default=["tutorial"], key="speed_variants")
     specs = selected_specs(setup, names)
@@ -78,8 +71,7 @@ def render(setup: Setup) -> None:
     st.subheader("Threads")
     sweep_spec = setup.spec if not setup.spec.is_float else PRESETS["tutorial"]
     sweep_tokens = max(min(len(setup.test_ids), 100), int(tokens) // 4)
-    if setup.hosted:
-        sweep_tokens = hosting.clamp_tokens(sweep_tokens, hosting.MAX_SWEEP_TOKENS).tokens
+    sweep_tokens = hosting.bounded_tokens(sweep_tokens, setup.hosted, hosting.MAX_SWEEP_TOKENS)
     top = hosting.sweep_threads(setup.hosted)[-1]
     st.caption(f"Float vs {sweep_spec.label} at 1 … {top} threads on {sweep_tokens:,} tokens.")
     sweep_request = (setup.source, sweep_spec, setup.split, sweep_tokens, setup.hosted)

@@ -39,11 +39,6 @@ def _move(by: int) -> None:
     st.session_state[STEP] = min(max(1, st.session_state[STEP] + by), len(LESSONS))
 
 
-def bounded_tokens(tokens: int, setup: Setup) -> int:
-    """Whatever the page sent, a shared server's lesson holds the timing queue for seconds, not minutes."""
-    return hosting.clamp_tokens(tokens, hosting.MAX_TOKENS).tokens if setup.hosted else tokens
-
-
 # --- how a card shows what its lesson gave, by the lesson's SHOWS ----------------------------------------------
 
 def _printed(run: LessonRun, setup: Setup, tokens: int) -> None:
@@ -112,7 +107,7 @@ BELOW_NOTICE: dict[str, Callable[[Setup], None]] = {"links": _beyond_links}
 def _tokens(total: int, hosted: bool) -> int:
     """How many test tokens a lesson that reads ``tokens`` evaluates: a few round sizes, up to the whole split (the
     tutorial's choice), or up to the hosted bound on a shared server."""
-    limit = min(total, hosting.MAX_TOKENS) if hosted else total
+    limit = hosting.token_bound(total, hosted)
     sizes = [n for n in (500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if n < limit] + [limit]
     if len(sizes) == 1:
         return limit
@@ -156,7 +151,9 @@ def _card(lesson: Lesson, setup: Setup) -> None:
     st.caption(_names_caption(lesson))
     if not _ready(lesson, setup):
         return
-    tokens = bounded_tokens(_tokens(len(setup.test_ids), setup.hosted), setup) if "tokens" in lesson.inputs else 0
+    # Whatever the page sent, a shared server's lesson holds the timing queue for seconds, not minutes.
+    tokens = (hosting.bounded_tokens(_tokens(len(setup.test_ids), setup.hosted), setup.hosted)
+              if "tokens" in lesson.inputs else 0)
     st.markdown("**What it printed, run now**")
     run = ask(lesson_run, lesson.number, setup.source, setup.vocabulary, setup.corpus, setup.seed, tokens)
     PRESENTERS[lesson.shows](run, setup, tokens)

@@ -112,6 +112,10 @@ def token_slider(label: str, total: int, default: int, key: str, help: str | Non
     return min(max(value, low), total)
 
 
+def bound_note(limit: int) -> str:
+    return f"This shared server measures at most {limit:,} tokens per request, so no one waits long for a measurement."
+
+
 def need_corpus(setup: Setup) -> bool:
     """True when the test split is there; otherwise says what is missing and returns False."""
     if setup.test_ids is None:

@@ -136,6 +136,19 @@ def clamp_tokens(requested: int, limit: int = MAX_TOKENS) -> TokenBudget:
                                     f"(asked for {requested:,}), so that nobody waits long for a measurement")
 
 
+def token_bound(total: int, hosted: bool, limit: int | None = None) -> int:
+    """The most test tokens one request may offer to use: all ``total`` on a laptop, at most ``limit``
+    (``MAX_TOKENS`` unless given) on a shared server. Every hosted token bound of the app is applied by this and
+    ``bounded_tokens``."""
+    return min(total, MAX_TOKENS if limit is None else limit) if hosted else total
+
+
+def bounded_tokens(requested: int, hosted: bool, limit: int | None = None) -> int:
+    """The tokens a request is served, whatever it asked for: a link or a script sends any number, whatever a
+    slider's range allows."""
+    return clamp_tokens(requested, MAX_TOKENS if limit is None else limit).tokens if hosted else int(requested)
+
+
 @dataclass(frozen=True)
 class BoundedText:
     text: str  # what the server works on
