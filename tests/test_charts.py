@@ -2,7 +2,6 @@ import re
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from ui.charts import fidelity, generate, speed, style, word_html
 from ui.charts import model as model_charts
@@ -184,9 +183,6 @@ def test_measured_variant_table_feeds_both_charts(tiny_corpus):
     assert "int8+emb4" in speed.variants_size_chart(table).takeaway
 
 
-@pytest.mark.parametrize("value, text", [(0.5, "500 kB"), (12.34, "12.3 MB")])
-def test_sizes_print_in_readable_units(value, text):
-    assert style.format_mb(value) == text
 
 
 def test_same_pick_chart_marks_where_the_texts_part():

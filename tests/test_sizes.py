@@ -32,3 +32,8 @@ def test_part_table_lists_weights_sizes_and_storage_with_a_total():
     assert table.loc["embedding", "quantized_storage"].startswith("4-bit")
 
 
+@pytest.mark.parametrize("value, text", [(0.5, "500 kB"), (12.34, "12.3 MB"), (1.0, "1.0 MB")])
+def test_sizes_print_in_readable_units(value, text):
+    from wlm.sizes import format_mb
+
+    assert format_mb(value) == text

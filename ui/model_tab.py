@@ -10,12 +10,11 @@ from torch import nn
 from wlm.errors import WlmError
 from wlm.quantize import QuantSpec, quantize
 from wlm.quantized_file import load_note, quantized_bytes
-from wlm.sizes import part_table
+from wlm.sizes import format_mb, part_table
 
 from . import onnx_download
 from .backend import part_sizes, weights_of
 from .charts import model as charts
-from .charts.style import format_mb
 from .requests import Setup
 from .widgets import SessionPage, show
 

@@ -12,7 +12,16 @@ from typing import Callable
 import streamlit as st
 
 from wlm import hosting
-from wlm.lessons import LESSONS, TORCHAO_NOTE, Lesson, LessonRun, marked_architecture, size_table, speed_table
+from wlm.lessons import (
+    LESSON_TOKENS,
+    LESSONS,
+    TORCHAO_NOTE,
+    Lesson,
+    LessonRun,
+    marked_architecture,
+    size_table,
+    speed_table,
+)
 from wlm.notebook import NOTEBOOK_FILE, SCRIPT_FILE, ZIP_FILE, walkthrough_zip
 
 from .backend import lesson_run
@@ -22,7 +31,6 @@ from .setup import link_to_tab
 from .widgets import ask, need_corpus
 
 STEP = "walk_step"  # session state and, as 'step', the query parameter
-DEFAULT_TOKENS = 1000  # float and quantized take about 2 s on it here
 SIDEBAR_NAMES = ("model", "loaded", "corpus", "dictionary", "seed")  # what the sidebar sets up, of what lessons read
 
 
@@ -111,7 +119,7 @@ def _tokens(total: int, hosted: bool) -> int:
     sizes = [n for n in (500, 1000, 2000, 5000, 10_000, 20_000, 50_000) if n < limit] + [limit]
     if len(sizes) == 1:
         return limit
-    default = DEFAULT_TOKENS if DEFAULT_TOKENS in sizes else sizes[0]
+    default = LESSON_TOKENS if LESSON_TOKENS in sizes else sizes[0]
     label = (f"Test tokens (the first of the test split; this shared server times at most {limit:,})" if hosted
              and limit < total else "Test tokens (the first of the test split; the last choice is all of it, as "
              "the tutorial)")
@@ -164,7 +172,7 @@ def _card(lesson: Lesson, setup: Setup) -> None:
 
 def _take_home(setup: Setup) -> None:
     """The download of the whole walkthrough, on every card: the notebook and the script in one zip."""
-    seed, tokens = setup.seed, int(st.session_state.get("walk_tokens", DEFAULT_TOKENS))
+    seed, tokens = setup.seed, int(st.session_state.get("walk_tokens", LESSON_TOKENS))
     # Made when clicked (a few milliseconds, no model involved): most visitors never press it.
     st.download_button(f":material/download: Take it home: the walkthrough as a notebook and a script ({ZIP_FILE})",
                        data=lambda: walkthrough_zip(seed=seed, tokens=tokens), file_name=ZIP_FILE,

@@ -385,8 +385,8 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     from .assets import MODEL_FOLDER
     from .corpus import DEFAULT_DATA_DIR
     from .dynamic_multiply import MOVED_WORDS
+    from .lessons import LESSON_TOKENS
     from .low_bits import DEFAULT_BITS_TOKENS, SCHEMES, SWEEP_BITS
-    from .notebook import DEFAULT_TOKENS as LESSON_TOKENS
     from .quantize import PRESETS
     from .train import DEFAULT_RECIPE, EXAMPLES_RECIPE, LOSS_WINDOW, LSTM_INITS, RECIPE_ALIASES, RECIPES, TRAIN_SEED
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 from .assets import CORPUS_FOLDER, MODEL_FOLDER
 from .errors import WlmError
-from .lessons import LESSONS
+from .lessons import LESSON_TOKENS, LESSONS
 from .out_files import write_files, zip_bytes
 
 NOTEBOOK_FILE, SCRIPT_FILE = "wlm-walkthrough.ipynb", "wlm-walkthrough.py"
 ZIP_FILE = "wlm-walkthrough.zip"
-DEFAULT_TOKENS = 1000  # as the Walkthrough tab's step 7 starts: float and int8 take about 2 s on it
 # As a clone has it, relative to the repository's root: what a notebook downloaded from the app points at.
 REPOSITORY_ASSETS = "assets"
 
@@ -71,7 +70,7 @@ class Cell:
     meta: dict = field(default_factory=dict)  # for code: {"role": "setup" | "lesson" | "table", "lesson": n}
 
 
-def cells(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int = DEFAULT_TOKENS) -> list[Cell]:
+def cells(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int = LESSON_TOKENS) -> list[Cell]:
     """The walkthrough's cells, reading the model and corpus from ``assets`` (written into the first cell)."""
     if not isinstance(seed, int) or seed < 0:
         raise WlmError(f"the seed must be a whole number of at least 0, got {seed!r}")
@@ -133,7 +132,7 @@ def script_text(walkthrough: list[Cell]) -> str:
 
 
 def walkthrough_files(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0,
-                      tokens: int = DEFAULT_TOKENS) -> dict[str, bytes]:
+                      tokens: int = LESSON_TOKENS) -> dict[str, bytes]:
     """{file name: contents} of the notebook and the script."""
     walkthrough = cells(assets, seed=seed, tokens=tokens)
     return {NOTEBOOK_FILE: notebook_text(walkthrough).encode("utf-8"),
@@ -141,12 +140,12 @@ def walkthrough_files(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0,
 
 
 def write_walkthrough(out: str | Path, assets: str | Path, *, seed: int = 0,
-                      tokens: int = DEFAULT_TOKENS) -> list[Path]:
+                      tokens: int = LESSON_TOKENS) -> list[Path]:
     """Write the notebook and the script into the folder ``out``; returns their paths."""
     return write_files(out, walkthrough_files(assets, seed=seed, tokens=tokens))
 
 
-def walkthrough_zip(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int = DEFAULT_TOKENS) -> bytes:
+def walkthrough_zip(assets: str | Path = REPOSITORY_ASSETS, *, seed: int = 0, tokens: int = LESSON_TOKENS) -> bytes:
     """The notebook and the script in one zip (the Walkthrough tab's download), at its top level: unpacked into a
     clone's root folder, both find ``assets/`` where they run (Jupyter runs a notebook in its own folder)."""
     return zip_bytes(walkthrough_files(assets, seed=seed, tokens=tokens))

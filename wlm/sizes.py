@@ -11,6 +11,11 @@ from .model import PART_NAMES, PARTS
 from .quantize import QuantSpec, storage
 from .torch_internals import packed_lstm_weights
 
+
+def format_mb(x: float) -> str:
+    """Megabytes as '12.3 MB', or as '512 kB' below one MB (tiny models)."""
+    return f"{x:.1f} MB" if x >= 1 else f"{x * 1000:.0f} kB"
+
 MB = 1e6
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from wlm.fidelity import FidelityResult, WeightHistogram
+from wlm.sizes import format_mb
 
 from .histogram import grid_histogram
-from .style import HEIGHT, MODEL_COLORS, TALL, Figure, format_mb, pct, readable
+from .style import HEIGHT, MODEL_COLORS, TALL, Figure, pct, readable
 
 
 def _prob(p: float) -> str:

@@ -7,8 +7,9 @@ import altair as alt
 import pandas as pd
 
 from wlm.model import PART_NAMES
+from wlm.sizes import format_mb
 
-from .style import MIN_HEIGHT, Figure, format_mb, pct, readable
+from .style import MIN_HEIGHT, Figure, pct, readable
 
 
 def size_takeaway(sizes: pd.DataFrame) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .style import BAR_PX, FLOAT, MIN_HEIGHT, QUANTIZED, TALL, Figure, format_mb, pct, readable
+from wlm.sizes import format_mb
+
+from .style import BAR_PX, FLOAT, MIN_HEIGHT, QUANTIZED, TALL, Figure, pct, readable
 
 
 def _variant_bars(table: pd.DataFrame, field: str, title: str, tooltip: list) -> alt.Chart:

@@ -51,6 +51,3 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
-def format_mb(x: float) -> str:
-    """Megabytes as '12.3 MB', or as '512 kB' below one MB (tiny models)."""
-    return f"{x:.1f} MB" if x >= 1 else f"{x * 1000:.0f} kB"

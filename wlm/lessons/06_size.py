@@ -1,7 +1,7 @@
 """Step 6: each part's saved size, float against quantized."""
 from __future__ import annotations
 
-from wlm.lessons import megabytes_text
+from wlm.sizes import format_mb
 
 TITLE = "Compare size"
 READS = ("model",)
@@ -34,5 +34,5 @@ def notice(values: dict) -> str:
     f, q = values["sizes"]["float"], values["sizes"]["quantized"]
     total_f, total_q = sum(f.values()), sum(q.values())
     return (f"{total_f:.1f} → {total_q:.1f} MB is only {1 - total_q / total_f:.0%} smaller: the embedding holds "
-            f"{megabytes_text(q['encoder'])} of the {megabytes_text(total_q)} that remain "
+            f"{format_mb(q['encoder'])} of the {format_mb(total_q)} that remain "
             f"({q['encoder'] / total_q:.0%}), and quantizing LSTM and Linear cannot shrink it.")

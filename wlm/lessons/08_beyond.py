@@ -1,7 +1,7 @@
 """Step 8: what the tutorial did not show, each variant with its size."""
 from __future__ import annotations
 
-from wlm.lessons import megabytes_text
+from wlm.sizes import format_mb
 
 TITLE = "What the tutorial did not show"
 READS = ("model",)
@@ -26,7 +26,7 @@ def lesson(model):
 
 def notice(values: dict) -> str:
     b = values["beyond"]
-    return (f"Quantizing the embedding too takes the tutorial's {megabytes_text(b['tutorial'])} down to "
-            f"{megabytes_text(b['int8+emb8'])}; per-channel scales cost "
-            f"{megabytes_text(b['per-channel'] - b['tutorial'])} more, and float16 weights save nothing on disk here "
-            f"({megabytes_text(b['float16'])}); the tabs named below show what each does to loss and speed.")
+    return (f"Quantizing the embedding too takes the tutorial's {format_mb(b['tutorial'])} down to "
+            f"{format_mb(b['int8+emb8'])}; per-channel scales cost "
+            f"{format_mb(b['per-channel'] - b['tutorial'])} more, and float16 weights save nothing on disk here "
+            f"({format_mb(b['float16'])}); the tabs named below show what each does to loss and speed.")

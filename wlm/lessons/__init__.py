@@ -46,6 +46,7 @@ from ..model import PARTS
 from ..torch_internals import module_display_name
 
 SETUP_NAMES = ("model", "loaded", "corpus", "dictionary", "seed", "tokens")
+LESSON_TOKENS = 1000  # the test tokens a timed lesson starts on: float and int8 take about 2 s on them here
 FOLDER = Path(__file__).parent
 LESSON_FILE = re.compile(r"\d\d_\w+\.py")
 
@@ -67,10 +68,6 @@ class LessonError(Exception):
 
 # --- what the lessons leave, as the page and the notebook lay it out ---------------------------------------------
 # Defined before the lessons load (at the end of this file), since lesson files import them from here.
-
-def megabytes_text(x: float) -> str:
-    return f"{x:.1f} MB" if x >= 1 else f"{x * 1000:.0f} kB"
-
 
 def changed_parts(model: nn.Module, quantized: nn.Module) -> dict[str, tuple[str, str]]:
     """Each part's module in the float and the quantized model, by the name ``print`` gives it:
