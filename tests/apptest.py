@@ -45,3 +45,40 @@ def takeaways(at: AppTest) -> list[str]:
 
 def size_table(at: AppTest):
     return at.tabs[0].table[0].value  # the Model section's only table
+
+
+def html_words(html: str) -> list[str]:
+    """The words of a text the page shows as HTML (``<br>`` for each ``<eos>``), tags and highlights removed."""
+    import re
+
+    return re.sub(r"<(?!br>)[^>]+>", " ", html).replace("<br>", " <eos> ").split()
+
+
+def marked_word(html: str) -> int | None:
+    """The position of the highlighted (``<mark>``) word in such a text: the words and line breaks before it."""
+    return None if "<mark" not in html else len(html_words(html[:html.index("<mark")]))
+
+
+def chart_data(chart) -> list:
+    """The data sets a chart element sends to the browser, as DataFrames (a layered chart has several)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    return [convert_arrow_bytes_to_pandas_df(named.data.data) for named in chart.proto.datasets]
+
+
+def deferred_downloads(monkeypatch) -> dict:
+    """What each download button made when clicked would serve: {its proto's deferred_file_id: a callable giving
+    the bytes}. Streamlit runs a button's ``data`` callable only on a click, which AppTest cannot make; this keeps
+    the callables it registers. Call before ``run_app``."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    served: dict = {}
+    register = MediaFileManager.add_deferred
+
+    def add_deferred(self, data, *args, **kwargs):
+        file_id = register(self, data, *args, **kwargs)
+        served[file_id] = lambda: (lambda out: out if isinstance(out, bytes) else out.read())(data())
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    return served

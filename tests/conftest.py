@@ -11,6 +11,8 @@ from wlm.bundle import save_bundle
 from wlm.corpus import Corpus
 from wlm.model import LSTMModel, ModelConfig
 
+from served import start_app, stop_app
+
 REPO = Path(__file__).resolve().parent.parent
 
 TINY_TEXT = {
@@ -113,6 +115,27 @@ def app_env(tiny_app, monkeypatch):
     return tiny_app
 
 
+def tutorial_int8(model: LSTMModel) -> torch.nn.Module:
+    """The tutorial's own call on a copy of ``model``: the reference a test builds without wlm.quantize."""
+    import copy
+
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.LSTM, torch.nn.Linear},
+                                                  dtype=torch.qint8)
+
+
+@torch.no_grad()
+def tutorial_loss(model: torch.nn.Module, ids: torch.Tensor, bptt: int = 25) -> float:
+    """The tutorial's test loss written out, for tests to derive expected figures apart from wlm.evaluate: batch 1,
+    chunks of ``bptt`` steps with the hidden state carried, the mean next-word cross-entropy over every target.
+    (Chunk by chunk matters: a dynamic int8 model chooses its activation scales per call.)"""
+    hidden, total = model.init_hidden(1), 0.0
+    for i in range(0, len(ids) - 1, bptt):
+        inputs, targets = ids[i:i + bptt], ids[i + 1:i + 1 + bptt]
+        logits, hidden = model(inputs[:len(targets)].view(-1, 1), hidden)
+        total += float(torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), targets, reduction="sum"))
+    return total / (len(ids) - 1)
+
+
 def wait_until(condition, seconds: float = 30.0) -> bool:
     """Whether ``condition()`` became true within ``seconds``: tests wait on conditions, not fixed sleeps."""
     deadline = time.monotonic() + seconds
@@ -130,3 +153,21 @@ def hosted(app_env, monkeypatch):
     shown = st.get_option("client.showErrorDetails")
     yield app_env
     st.set_option("client.showErrorDetails", shown)  # one process runs every test; the option is process-wide
+
+
+@pytest.fixture
+def served_app(trained_tiny, tmp_path):
+    """`streamlit run` of the app on a bundle of the tiny trained model (float32, so the app's model equals it
+    exactly) and the tiny corpus, for the browser tests; yields its URL and stops the server after the test."""
+    model, corpus = trained_tiny
+    save_bundle(model, corpus.dictionary, tmp_path / "bundle", {"name": "tiny test model"}, dtype=torch.float32)
+    env = {**os.environ, "WLM_MODEL": str(tmp_path / "bundle"), "WLM_DATA_DIR": str(write_corpus(tmp_path / "data"))}
+    with open(tmp_path / "streamlit.log", "w") as log:
+        try:
+            server, url = start_app(env, output=log)
+        except RuntimeError:
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+        try:
+            yield url
+        finally:
+            stop_app(server)

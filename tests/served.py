@@ -1,10 +1,12 @@
 """`streamlit run` of the app on a free local port, and the system Chromium that drives it.
 
-Shared by the real-browser test and the app benchmark. `playwright install` cannot download here,
-so both launch Debian's `chromium` with the flags a sandboxed, offline, headless run needs.
+Shared by the real-browser tests (their ``served_app`` fixture is in conftest.py) and the benchmarks in bench/.
+`playwright install` cannot download here, so both launch Debian's `chromium` with the flags a sandboxed, offline,
+headless run needs.
 """
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +18,26 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"  # a traceback or an st.error on a page
+SHOTS = REPO / "artifacts" / "browser"  # the browser tests' screenshots (ignored by git)
+TIMEOUT_MS = 90_000  # a page's default timeout in the browser tests: two cores run the server and the browser
+# The page's own record of its script run ('running' / 'notRunning'), which the browser tests wait on.
+IDLE = ("() => document.querySelector(\"[data-testid='stApp']\")?.dataset.testScriptState === 'notRunning'"
+        " && !document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")")
+
+
+def need_browser() -> None:
+    """Skip the calling test unless Debian's Chromium and the playwright package are installed (in CI: fail)."""
+    import importlib.util
+
+    import pytest
+
+    for present, what in ((Path(CHROMIUM).is_file(), f"Debian's chromium ({CHROMIUM})"),
+                          (importlib.util.find_spec("playwright") is not None, "the playwright Python package")):
+        if not present:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must provide {what}")
+            pytest.skip(f"{what} is not installed")
 
 
 def free_port() -> int:

@@ -6,57 +6,23 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
-from wlm.bundle import save_bundle
 from wlm.generate import generate
 from wlm.quantize import PRESETS, quantize
 
-from conftest import REPO, write_corpus
-from served import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
+from conftest import REPO
+from served import CHROMIUM, CHROMIUM_ARGS, ERRORS, IDLE, SHOTS, TIMEOUT_MS, need_browser, start_app, stop_app
 
 try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # reported by the test itself
-    sync_playwright = None
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # need_browser() skips the tests then
+    expect = sync_playwright = None
 
 pytestmark = pytest.mark.browser
 
-SHOTS = REPO / "artifacts" / "browser"
-TIMEOUT_MS = 90_000
-
-
-def _need(condition: bool, what: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide {what}")
-        pytest.skip(f"{what} is not installed")
-
-
-@pytest.fixture
-def served_app(trained_tiny, tmp_path):
-    """The app on a bundle of the tiny trained model (float32, so the app's model equals it exactly)."""
-    model, corpus = trained_tiny
-    save_bundle(model, corpus.dictionary, tmp_path / "bundle", {"name": "tiny test model"}, dtype=torch.float32)
-    env = {**os.environ, "WLM_MODEL": str(tmp_path / "bundle"), "WLM_DATA_DIR": str(write_corpus(tmp_path / "data"))}
-    with open(tmp_path / "streamlit.log", "w") as log:
-        try:
-            server, url = start_app(env, output=log)
-        except RuntimeError:
-            pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-        try:
-            yield url
-        finally:
-            stop_app(server)
-
-
-def _need_browser() -> None:
-    _need(Path(CHROMIUM).is_file(), f"Debian's chromium ({CHROMIUM})")
-    _need(sync_playwright is not None, "the playwright Python package")
-
 
 def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
-    _need_browser()
+    need_browser()
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -87,13 +53,12 @@ def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
 
 
 SESSIONS = 20
-ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
 
 
 def test_twenty_browser_sessions_generating_and_evaluating_at_once(served_app, trained_tiny):
     """Twenty real sessions on one server share its cached models: half generate while the other half
     evaluate, and each gets what one session alone gets."""
-    _need_browser()
+    need_browser()
     model, corpus = trained_tiny
     quant = quantize(model, PRESETS["tutorial"])
 
@@ -138,7 +103,7 @@ def _fresh_clone(target: Path) -> Path:
 
 def test_a_fresh_clone_offline_has_every_tab_working(tmp_path):
     """No WLM_DATA_DIR, no model or corpus cache: the bundled model and the bundled Wikitext-2 serve every tab."""
-    _need_browser()
+    need_browser()
     clone = _fresh_clone(tmp_path / "wlm")
     env = {k: v for k, v in os.environ.items() if k not in ("WLM_DATA_DIR", "WLM_MODEL")}
     env["WLM_CACHE_DIR"] = str(tmp_path / "empty-cache")
@@ -177,9 +142,12 @@ def test_a_fresh_clone_offline_has_every_tab_working(tmp_path):
                     assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
                     for tab in page.get_by_role("tab").all():
                         tab.click()
-                        page.wait_for_timeout(300)
-                        shown = page.get_by_role("tabpanel").filter(has_text=tab.inner_text()).or_(
-                            page.locator("[role='tabpanel']:visible")).first.inner_text()
+                        # Switching tabs reruns nothing: once the tab is selected and the page idle, its panel
+                        # shows all it will show, so a missing corpus would be there to see.
+                        expect(tab).to_have_attribute("aria-selected", "true")
+                        page.wait_for_function(IDLE)
+                        shown = page.locator("[role='tabpanel']:visible").first.inner_text()
+                        assert shown.strip(), tab.inner_text()
                         assert "No corpus" not in shown, (tab.inner_text(), shown[:300])
                     assert "No corpus" not in sidebar.inner_text()
                     assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()

@@ -8,9 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_browser import ERRORS, SHOTS, TIMEOUT_MS, _need_browser, served_app, sync_playwright  # noqa: F401
 
-from served import CHROMIUM, CHROMIUM_ARGS
+from served import CHROMIUM, CHROMIUM_ARGS, ERRORS, IDLE, SHOTS, TIMEOUT_MS, need_browser
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # need_browser() skips the tests then
+    sync_playwright = None
 
 pytestmark = pytest.mark.browser
 
@@ -86,8 +90,8 @@ def tour(url: str, shots: Path, tabs: dict[str, list[str]] = BUTTONS) -> dict[st
     return heights
 
 
-def test_every_tab_reads_on_a_projector(served_app):  # noqa: F811
-    _need_browser()
+def test_every_tab_reads_on_a_projector(served_app):
+    need_browser()
     heights = tour(served_app, SHOTS)
     assert set(heights) == set(BUTTONS)
     # Size per part; next word; size, throughput, threads; KL, SQNR, histogram, trade-off.
@@ -97,8 +101,8 @@ def test_every_tab_reads_on_a_projector(served_app):  # noqa: F811
     assert not any(squashed.values()), squashed
 
 
-def test_a_shared_step_link_opens_on_the_walkthrough_and_clicks_still_decide(served_app):  # noqa: F811
-    _need_browser()
+def test_a_shared_step_link_opens_on_the_walkthrough_and_clicks_still_decide(served_app):
+    need_browser()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -112,8 +116,10 @@ def test_a_shared_step_link_opens_on_the_walkthrough_and_clicks_still_decide(ser
             page.get_by_role("button", name="Next →").wait_for(state="hidden")
             # A rerun (a sidebar change) keeps the tab the visitor chose.
             page.locator("[data-testid='stSidebar']").get_by_text("Embedding", exact=True).click()
-            page.wait_for_function("() => window.location.search.includes('emb=true')")
-            page.wait_for_timeout(1500)
+            page.wait_for_function("() => window.location.search.includes('emb=true')")  # set by the rerun
+            # The rerun has drawn the Model tab for the new setup and finished: whatever it did to the tabs is done.
+            page.get_by_text("quantizing the embedding took it from").wait_for()
+            page.wait_for_function(IDLE)
             assert page.get_by_role("tab", name="Model", exact=True).get_attribute("aria-selected") == "true"
             assert "step=4" in page.url
         finally:

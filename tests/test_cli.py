@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO, tiny_model
+from served import free_port
 
 
 def run(*args, env_extra=None, check_rc=None):
@@ -137,13 +138,18 @@ def test_corpus_command(tiny_dir):
 
 
 def test_download_offline_message(tmp_path):
-    proc = run("download", "--dest", str(tmp_path / "wt2"))
-    # No network here: the message says what to do instead; with a network the corpus arrives.
-    if proc.returncode == 0:
-        assert (tmp_path / "wt2" / "train.txt").is_file()
-    else:
-        assert proc.returncode == 2 and "--data" in proc.stderr and "Traceback" not in proc.stderr
-        assert not (tmp_path / "wt2").exists()
+    # Offline, whatever the machine running the tests can reach: every request goes to a proxy nobody listens on.
+    dead = f"http://127.0.0.1:{free_port()}"
+    offline = {"http_proxy": dead, "https_proxy": dead, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+               "no_proxy": "", "NO_PROXY": ""}
+    proc = run("download", "--dest", str(tmp_path / "wt2"), env_extra=offline)
+    # The message names both mirrors it tried and says what to do instead, in one line, with status 2.
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: could not download https://"), error
+    assert error.count("could not download") == 2 and "--data DIR" in error and "WLM_DATA_DIR" in error
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its half-made temporary one is left
 
 
 def test_commands_find_the_bundled_corpus_with_no_option():

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from class_app import SERVE, Launched, free_ports, nothing_listens, replica_of, still_ours
 
 from conftest import wait_until
+from launcher import SERVE, Launched, free_ports, nothing_listens, replica_of, still_ours
 from served import CHROMIUM, CHROMIUM_ARGS, REPO
 
 try:

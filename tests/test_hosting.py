@@ -91,11 +91,12 @@ def test_the_second_caller_is_told_it_waits_and_gets_in_after_the_first():
     for t in threads:
         t.start()
     assert wait_until(lambda: told)  # the second caller has been told, and waits
-    assert set(told) == {("b", 1)} and queue.busy and queue.waiting == 1
-    assert ("second in", True) not in order
+    assert set(told) == {("b", 1)} and queue.busy and queue.waiting == 1  # told at every poll, always place 1
+    assert order == [("first in", False)]  # told it waits, and not let in (in either way) while the first holds
     release_first.set()
     for t in threads:
         t.join(10)
+        assert not t.is_alive()
     assert order == [("first in", False), ("first out", None), ("second in", True)]
     assert not queue.busy and queue.waiting == 0
 
