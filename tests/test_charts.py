@@ -62,7 +62,7 @@ def _table():
 def test_variant_charts_name_the_smallest_and_the_fastest():
     assert speed.variants_size_chart(_table()).takeaway == \
         "Smallest: int8+emb4 at 20.0 MB, 82 % less than float's 110.0 MB."
-    assert speed.throughput_chart(_table()).takeaway == "Fastest: tutorial at 2,000 tok/s, 2.00× float."
+    assert speed.throughput_chart(_table()).takeaway == "Fastest: tutorial at 2,000 tokens/s, 2.00× float."
     slow = _table().assign(tokens_per_s=[3000.0, 2000.0, 1800.0])
     assert speed.throughput_chart(slow).takeaway.startswith("No variant beats float")
     _valid(speed.variants_size_chart(_table()))
@@ -83,8 +83,8 @@ def test_thread_chart_reports_the_peak_and_its_gain():
                           "tokens_per_s": [1000.0, 900.0, 2000.0, 3000.0], "seconds": [1, 1, 1, 1], "loss": [5] * 4})
     figure = speed.thread_chart(sweep)
     _valid(figure)
-    assert "fp32 gains nothing from more threads (1,000 tok/s)" in figure.takeaway
-    assert "tutorial peaks at 2 threads (3,000 tok/s, ×1.50 over 1)" in figure.takeaway
+    assert "fp32 gains nothing from more threads (1,000 tokens/s)" in figure.takeaway
+    assert "tutorial peaks at 2 threads (3,000 tokens/s, 1.50× its speed at 1)" in figure.takeaway
 
 
 def test_thread_chart_on_a_measured_sweep(tiny_corpus):
@@ -113,9 +113,16 @@ def test_kl_chart_takeaway_counts_agreeing_tokens():
     result = FidelityResult(tokens=4, kl_mean=float(kl.mean()), kl_median=float(np.median(kl)), kl_p99=0.49,
                             kl_max=0.5, top1_agreement=0.75, loss_float=5.0, loss_quant=5.01, delta_loss=0.01, kl=kl)
     figure = fidelity.kl_chart(result)
-    _valid(figure)
-    assert figure.takeaway.startswith("Top-1 agreement 75.0% (3 of 4 tokens)")
-    assert "+0.0100" in figure.takeaway
+    spec = _valid(figure)
+    assert figure.takeaway.startswith("Top-1 agreement 75.0%: both models rank the same next word first in 3 of 4 "
+                                      "predictions.")
+    # The statistics the tab's metrics show, and no other: median and 99th percentile (and the worst).
+    assert "median 0.00055 nats, 99th percentile 0.49, worst 0.5" in figure.takeaway
+    assert "+0.0100" in figure.takeaway and "mean" not in figure.takeaway
+    # The axis is labelled in nats at whole powers of ten, under a plain title.
+    x = spec["encoding"]["x"]
+    assert x["title"] == "KL divergence per prediction (nats, log scale)" and "log10" not in x["title"]
+    assert x["axis"]["values"] == list(range(-9, 1))
 
 
 def test_fidelity_charts_on_a_quantized_model(tiny_corpus):
@@ -167,7 +174,7 @@ def test_surprisal_html_and_takeaway(trained_tiny):
     table = surprisal_pair(model, quant, corpus.dictionary, "the zebra <script> cat")
     html = word_html.surprisal_html(table)
     assert "&lt;script&gt;?" in html and "<script>" not in html
-    assert html.count("dashed") == 2  # one unknown word, in both rows
+    assert html.count("dashed") == 1  # one unknown word, outlined once
     text = word_html.surprisal_takeaway(table)
     known = table[~table["unknown"]]
     worst = known.loc[known["loss_float"].idxmax()]
@@ -231,3 +238,109 @@ def test_colours_are_named_once_and_the_core_draws_nothing():
             assert not re.search(r"#[0-9a-fA-F]{3,6}\b", path.read_text()), path.name
     for path in (REPO / "wlm").rglob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+(altair|streamlit)\b", path.read_text(), re.M), path.name
+
+
+def _colours(spec: dict) -> dict:
+    """{variant: colour} of every colour scale in a chart's spec (its layers' too)."""
+    found = {}
+    for part in [spec, *spec.get("layer", [])]:
+        for channel in ("color", "fill"):
+            scale = part.get("encoding", {}).get(channel, {}).get("scale")
+            if isinstance(scale, dict) and "domain" in scale:
+                for variant, colour in zip(scale["domain"], scale["range"]):
+                    assert found.setdefault(variant, colour) == colour, (variant, colour)
+    return found
+
+
+def _engine_table():
+    from wlm.benchmark import engine_labels
+
+    table = pd.DataFrame({"variant": ["fp32", "tutorial", "fp32", "int8"],
+                          "engine": ["torch", "torch", "onnxruntime", "onnxruntime"],
+                          "size_mb": [110.0, 78.0, 110.0, 28.0], "loss": [5.0, 5.004, 5.0, 5.01],
+                          "ppl": [148.4, 149.0, 148.4, 150.0], "seconds": [4.0, 2.0, 3.0, 1.0],
+                          "tokens_per_s": [1000.0, 2000.0, 1300.0, 4000.0], "speedup": [1.0, 2.0, 1.3, 4.0]})
+    return engine_labels(table)
+
+
+def test_one_colour_per_variant_and_engine_in_every_chart():
+    """The tutorial's variant is the same orange in the bars, the thread lines, the trade-off and the KL histogram;
+    ONNX Runtime's float export is not quantized's orange; the float family is blue."""
+    sweep = pd.DataFrame({"variant": ["fp32", "fp32", "tutorial", "tutorial"], "threads": [1, 2, 1, 2],
+                          "tokens_per_s": [1000.0, 900.0, 2000.0, 3000.0], "seconds": [1] * 4, "loss": [5] * 4})
+    bars = _colours(_valid(speed.variants_size_chart(_engine_table())))
+    speeds = _colours(_valid(speed.throughput_chart(_engine_table())))
+    threads = _colours(_valid(speed.thread_chart(sweep)))
+    trade = _colours(_valid(fidelity.tradeoff_chart(with_delta_loss(_table()))))
+    assert bars == speeds
+    for variant in ("fp32", "tutorial"):
+        assert bars[variant] == threads[variant] == trade[variant] == style.VARIANT_COLORS[variant]
+    assert trade["int8+emb4"] == style.VARIANT_COLORS["int8+emb4"]
+    assert bars["fp32"] == style.FLOAT and bars["tutorial"] == style.QUANTIZED
+    assert bars["onnxruntime fp32"] not in (style.QUANTIZED, style.FLOAT, bars["onnxruntime int8"])
+    kl = np.array([1e-4, 1e-3])
+    result = FidelityResult(tokens=2, kl_mean=float(kl.mean()), kl_median=float(np.median(kl)), kl_p99=1e-3,
+                            kl_max=1e-3, top1_agreement=1.0, loss_float=5.0, loss_quant=5.0, delta_loss=0.0, kl=kl)
+    assert _valid(fidelity.kl_chart(result, "tutorial"))["mark"]["color"] == style.VARIANT_COLORS["tutorial"]
+    assert _valid(fidelity.kl_chart(result, "onnxruntime int8"))["mark"]["color"] == bars["onnxruntime int8"]
+    # Every preset and engine has a colour of its own; a sidebar spec that is no preset takes its family's.
+    colours = list(style.VARIANT_COLORS.values())
+    assert len(set(colours)) == len(colours) and set(PRESETS) <= set(style.VARIANT_COLORS)
+    assert style.variant_color("lstm qint8") not in colours and style.variant_color("lstm float16") not in colours
+
+
+def test_blue_and_orange_mean_float_and_quantized_only():
+    """Parts of a model and gates of a weight are drawn in colours no variant has."""
+    model = tiny_model(300)
+    sizes = size_by_part({"float": model, "quantized": quantize(model, PRESETS["tutorial"])})
+    parts = _valid(model_charts.size_chart(sizes))["encoding"]["color"]["scale"]["range"]
+    sqnr = _valid(fidelity.sqnr_chart(weight_sqnr(model, quantize(model, PRESETS["tutorial"]))))
+    gates = sqnr["encoding"]["color"]["scale"]["range"]
+    assert not set(parts + gates) & set(style.VARIANT_COLORS.values())
+
+
+def test_the_trade_off_shows_every_point_and_a_legend_that_fits():
+    """fp32 and float16 land on one spot: fp32 is the one filled shape, drawn first, every other an outline on top,
+    and both names stand beside the spot, one above the other. The tokens/s legend is one row under the plot
+    (a legend on the right was cut off at 1280 and 390 px), marked at the slowest and fastest measured."""
+    table = _table().assign(loss=[5.0, 5.03, 5.05])  # tutorial's point well below int8+emb4's, far from float's
+    table = pd.concat([table, table.iloc[[0]].assign(variant="float16", tokens_per_s=1500.0, speedup=1.5,
+                                                     size_mb=110.002, loss=5.0 - 1e-8)], ignore_index=True)
+    table = with_delta_loss(table)
+    figure = fidelity.tradeoff_chart(table)
+    spec = _valid(figure)
+    points, *labels = spec["layer"]
+    assert points["mark"]["type"] == "point" and all(layer["mark"]["type"] == "text" for layer in labels)
+    legend = points["encoding"]["size"]["legend"]
+    assert legend["orient"] == "bottom" and legend["direction"] == "horizontal"
+    assert legend["values"] == [1000, 2000] and points["encoding"]["size"]["title"] == "tokens/s"
+    for channel in ("color", "shape"):
+        assert points["encoding"][channel]["legend"] is None  # the names stand beside the points
+    assert points["encoding"]["order"]["field"] == "draw"
+    rows = {r["variant"]: r for r in spec["datasets"][spec["data"]["name"]]}  # the layers share one data set
+    assert rows["fp32"]["draw"] < min(r["draw"] for v, r in rows.items() if v != "fp32")  # drawn first, under
+    assert "fp32" in points["encoding"]["fillOpacity"]["condition"]["test"]
+    places = fidelity.label_places(table).set_index("variant")
+    assert places.loc["fp32", "side"] == places.loc["float16", "side"] == "left"  # at the right edge
+    assert sorted(places.loc[["fp32", "float16"], "slot"]) == [0, 1]  # stacked
+    assert places.loc["int8+emb4", "stack"] == 1 and places.loc["int8+emb4", "side"] == "right"
+    dys = sorted(layer["mark"]["dy"] for layer in labels if layer["mark"]["align"] == "right"
+                 and "stack === 2" in layer["transform"][0]["filter"])
+    assert dys[1] - dys[0] >= 14  # two lines of 14 px names apart
+    assert figure.takeaway.endswith("float16 lands on float's point (float16: 110.0 MB against 110.0 MB, Δ loss "
+                                    "-1e-08): its outline is drawn over fp32's filled one.")
+    assert "lands on" not in fidelity.tradeoff_chart(with_delta_loss(_table())).takeaway
+    titles = (points["encoding"]["x"]["title"], points["encoding"]["y"]["title"])
+    assert titles == ("size (MB)", "Δ loss vs float, lower is better")
+
+
+def test_axes_and_tooltips_use_the_one_plain_name_of_each_column():
+    from ui import glossary
+
+    size_spec = _valid(speed.variants_size_chart(_table()))
+    speed_spec = _valid(speed.throughput_chart(_table()))
+    assert size_spec["encoding"]["x"]["title"] == glossary.name("size_mb") == "size (MB)"
+    assert speed_spec["encoding"]["x"]["title"] == glossary.name("tokens_per_s") == "tokens/s"
+    tips = {t["field"]: t["title"] for t in size_spec["encoding"]["tooltip"] + speed_spec["encoding"]["tooltip"]}
+    assert tips == {"variant": "variant", "size_mb": "size (MB)", "loss": "loss", "ppl": "perplexity",
+                    "tokens_per_s": "tokens/s", "speedup": "speedup", "seconds": "seconds"}

@@ -47,6 +47,45 @@ def test_every_stage_of_a_multiply_has_a_chart(trained_tiny, per_channel):
     assert moved["word"].iloc[0] in figure.takeaway
 
 
+def _colour_domain(spec: dict) -> tuple[list, list[int]]:
+    codes = [row["code"] for row in next(iter(spec["datasets"].values()))]
+    return spec["encoding"]["color"]["scale"]["domain"], codes
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_the_weight_heatmap_colours_cover_the_codes_shown(trained_tiny, per_channel):
+    model, corpus = trained_tiny
+    result = dynamic_multiply(model, input_from_prompt(model, corpus.dictionary, "decoder", "the cat"), per_channel)
+    figure = multiply.weights_chart(result)
+    (low, high), codes = _colour_domain(_valid(figure))
+    reach = max(abs(c) for c in codes)
+    assert (low, high) == (-reach, reach)  # symmetric: 0 is white, and the darkest colour is a code shown
+    assert f"±{reach} " in figure.takeaway and "int8 runs -128 to 127" in figure.takeaway
+
+
+def test_small_int8_weights_are_not_drawn_on_the_whole_int8_scale():
+    """One large weight far from the shown corner sets the tensor's scale: the shown codes are small, and the
+    colours span them, not ±127 (on which they would all be nearly white)."""
+    import torch
+
+    from wlm.dynamic_multiply import LayerInput
+
+    from conftest import tiny_model
+
+    model = tiny_model(50, seed=3)
+    with torch.no_grad():
+        model.decoder.weight[-1, -1] = 10 * model.decoder.weight.abs().max()
+    result = dynamic_multiply(model, LayerInput("decoder", torch.randn(24), "w", "random"))
+    assert int(abs(result.w_codes).max()) == 127  # the tensor does reach int8's end
+    figure = multiply.weights_chart(result)
+    spec = _valid(figure)
+    (low, high), codes = _colour_domain(spec)
+    reach = max(abs(c) for c in codes)
+    assert 0 < reach < 30 and (low, high) == (-reach, reach)
+    assert "-128…127" in str(spec["encoding"]["color"]["title"])  # the legend names int8's full range
+    assert "codes reach -" in figure.takeaway and "to 127." in figure.takeaway
+
+
 def test_bits_charts(trained_tiny):
     model, corpus = trained_tiny
     table = sweep(model, corpus.train, bits=(8, 5, 3, 2), max_tokens=200)

@@ -101,6 +101,24 @@ def test_lstm_cell_gates_match_quantized_lstm(trained_tiny, per_channel, weights
         assert (c_next - c_q.flatten()).abs().max() <= tolerance
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_output_table_is_the_rescale_written_out(trained_tiny, per_channel):
+    """Each row of the table stage 5 shows: accumulator − zero_point_term = corrected, and corrected × output_scale +
+    bias = quantized, as the kernel computes it in float32."""
+    model, corpus = trained_tiny
+    result = dynamic_multiply(model, input_from_prompt(model, corpus.dictionary, "decoder", "the cat"), per_channel)
+    table = result.output_table()
+    assert list(table.columns) == ["index", "accumulator", "zero_point_term", "corrected", "output_scale", "bias",
+                                   "quantized", "float", "error"]
+    assert (table["accumulator"] - table["zero_point_term"] == table["corrected"]).all()
+    sums = result.x_zero_point * result.w_codes.astype(np.int64).sum(axis=1)
+    assert (table["zero_point_term"] == sums).all()
+    rescaled = (table["corrected"].to_numpy(np.float32) * table["output_scale"].to_numpy(np.float32)
+                + table["bias"].to_numpy(np.float32))
+    assert np.array_equal(rescaled, table["quantized"].to_numpy())
+    assert np.allclose(table["output_scale"], result.x_scale * result.w_scales.astype(np.float64), rtol=1e-6)
+
+
 def test_two_inputs_get_two_scales(trained_tiny):
     model, corpus = trained_tiny
     items = [input_from_prompt(model, corpus.dictionary, "decoder", p) for p in ("the cat", "zebra")]

@@ -1,15 +1,21 @@
 """The Generate tab: seeded, greedy at temperature 0, float and quantized side by side, and how likely a
 shared pick was."""
+import json
 import re
+import time
 
 import pytest
 import torch
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 from streamlit.testing.v1 import AppTest
 
+import ui.generate_tab as generate_tab
+from ui.charts import word_html
 from wlm.generate import agreement, first_difference, generate
 from wlm.quantize import PRESETS, quantize
 
-from apptest import assert_clean, run_app
+from apptest import assert_clean, html_words, run_app
 
 GENERATE_TAB = 1
 
@@ -26,7 +32,7 @@ def _generate(at: AppTest, *, seed: int, temperature: float, words: int = 40, pr
 
 def test_same_seed_gives_the_same_text_and_temperature_zero_is_greedy(app_env):
     model, dictionary = app_env["model"], app_env["corpus"].dictionary
-    at = run_app()
+    at = run_app({"tab": "generate"})
     first = _generate(at, seed=3, temperature=1.0)
     again = _generate(at, seed=3, temperature=1.0)
     other = _generate(at, seed=4, temperature=1.0)
@@ -65,7 +71,7 @@ def _marked_word(html: str) -> int | None:
 
 
 def test_generation_pairs_float_and_quantized_and_marks_where_they_part(app_env):
-    at = run_app()
+    at = run_app({"tab": "generate"})
     _generate(at, seed=0, temperature=1.0, words=200)
     result = at.session_state["gen_result"]
     model, dictionary = app_env["model"], app_env["corpus"].dictionary
@@ -88,11 +94,21 @@ def test_generation_pairs_float_and_quantized_and_marks_where_they_part(app_env)
             f"models would pick the same word {100 * odds:.1f} % of the time{due}.") in takeaway
     assert re.search(r"float took [\d.]+ s \([\d,]+ words/s\)", takeaway)  # and the speed note stays with it
     assert "same tickets" in " ".join(c.value for c in at.tabs[GENERATE_TAB].caption)
+    # A legend names both marks, drawn in the texts' own styles, and where the texts part.
+    (legend,) = [c.value for c in at.tabs[GENERATE_TAB].caption if "<mark" in c.value]
+    parted = f"<mark style='{word_html.PARTED}'>word</mark> the first word where the two texts part (word {first + 1:,})"
+    assert parted in legend and f"<span style='{word_html.DIFFERS}'>word</span> a later word that differs" in legend
+    assert all(f"style='{style}'" in h for style in (word_html.PARTED, word_html.DIFFERS) for h in html)
+    # The same-pick chart's word axis runs from the first word to the last step it has a point for.
+    (chart,) = at.tabs[GENERATE_TAB].get("vega_lite_chart")
+    layers = json.loads(chart.proto.spec)["layer"]
+    domains = [layer["encoding"]["x"]["scale"]["domain"] for layer in layers if "scale" in layer["encoding"]["x"]]
+    assert domains and all(d == [1, len(expected.same_pick)] for d in domains)
 
 
 @pytest.mark.parametrize("preset", ["fp32", "float16"])
 def test_models_that_barely_differ_never_part(app_env, preset):
-    at = run_app()
+    at = run_app({"tab": "generate"})
     at.sidebar.selectbox(key="preset").set_value(preset).run()
     for temperature in (1.0, 0.0):
         words = _generate(at, seed=2, temperature=temperature, words=60)
@@ -107,3 +123,92 @@ def test_models_that_barely_differ_never_part(app_env, preset):
         else:
             assert "At temperature 0 each model writes its most likely word, and the two agree on it at all 60 steps" \
                 in takeaway
+
+
+def _quiet(at: AppTest) -> list[str]:
+    """The tab's notes (st.info) about texts that are not this setup's finished pair."""
+    return [i.value for i in at.tabs[GENERATE_TAB].info]
+
+
+def test_a_rerun_while_writing_keeps_the_words_written_and_says_so(app_env, monkeypatch):
+    """A tab switch or a sidebar change reruns the page while both models write: Streamlit stops the script at
+    its next box update. The words written until then stay on the page, with why they stopped."""
+    real, calls = generate_tab.generate_side_by_side, []
+
+    def rerun_after_six_words(models, dictionary, **kwargs):
+        calls.append(kwargs)
+        steps = real(models, dictionary, **kwargs)
+
+        def cut():
+            try:
+                for i, step in enumerate(steps):
+                    if i == 6:  # what a browser's rerun request does; Streamlit raises at the next box update
+                        get_script_run_ctx().script_requests.request_rerun(RerunData())
+                        time.sleep(0.3)  # the next word is due on the page (one update per 0.25 s)
+                    yield step
+            finally:
+                steps.close()
+        return cut()
+
+    monkeypatch.setattr(generate_tab, "generate_side_by_side", rerun_after_six_words)
+    at = run_app({"tab": "generate"})
+    at.number_input(key="gen_words").set_value(40)
+    at.button(key="gen_go").click().run()  # the rerun runs in this same call: the button is no longer pressed
+    assert_clean(at)
+    assert len(calls) == 1
+    result = at.session_state["gen_result"]
+    assert result["finished"] is False
+    model, dictionary = app_env["model"], app_env["corpus"].dictionary
+    whole = [list(generate(m, dictionary, words=40, temperature=1.0, seed=0))
+             for m in (model, quantize(model, PRESETS["tutorial"]))]
+    written = [result["float"], result["quantized"]]
+    assert sum(map(len, written)) >= 6 and all(len(w) < 40 for w in written)
+    assert all(w == full[:len(w)] for w, full in zip(written, whole))  # what each model wrote, cut short
+    n_float, n_quant = map(len, written)
+    said = (f"after {n_float:,} of 40 words" if n_float == n_quant else
+            f"when float had written {n_float:,} of 40 words and quantized {n_quant:,}")
+    for _ in range(2):  # and the next run of the tab still says so
+        assert _quiet(at) == [f"The writing stopped {said}, because the page reran (a tab switch or a change in the "
+                              "sidebar) before it finished; what was written until then is kept below. Press "
+                              "Generate to write it again."]
+        texts = [m.value for m in at.tabs[GENERATE_TAB].markdown if "line-height" in m.value]
+        assert [html_words(t) for t in texts] == written
+        assert not at.tabs[GENERATE_TAB].get("vega_lite_chart")  # no chart of a pair never finished
+        at.run()
+        assert_clean(at)
+    # A change in the sidebar since: the note says the words are the earlier setup's.
+    at.sidebar.selectbox(key="preset").set_value("float16").run()
+    assert _quiet(at) == [f"The writing stopped {said}, because the page reran (a tab switch or a change in the "
+                          "sidebar) before it finished; what was written until then is kept below. They are from "
+                          "the earlier setup: since then the quantization (tutorial → float16) changed. Press "
+                          "Generate to write it again."]
+    at.sidebar.selectbox(key="preset").set_value("tutorial").run()
+    # Generate writes it again, whole, and the note goes.
+    monkeypatch.setattr(generate_tab, "generate_side_by_side", real)
+    at.button(key="gen_go").click().run()
+    assert_clean(at)
+    assert at.session_state["gen_result"]["float"] == whole[0] and not _quiet(at)
+    assert len(at.tabs[GENERATE_TAB].get("vega_lite_chart")) == 1
+
+
+def test_a_setup_change_after_writing_says_the_texts_are_the_earlier_setups(app_env):
+    at = run_app({"tab": "generate"})
+    written = _generate(at, seed=0, temperature=1.0, words=30)
+    quantized = at.session_state["gen_result"]["quantized"]
+    at.sidebar.selectbox(key="preset").set_value("float16").run()
+    assert_clean(at)
+    assert _quiet(at) == ["These texts were written with an earlier setup: since then the quantization (tutorial → "
+                          "float16) changed. Press Generate to write them with this one."]
+    tab = at.tabs[GENERATE_TAB]
+    assert "**quantized (tutorial)**" in [m.value for m in tab.markdown]  # the texts keep their own label
+    texts = [m.value for m in tab.markdown if "line-height" in m.value]
+    assert [html_words(t) for t in texts] == [written, quantized]
+    assert not tab.get("vega_lite_chart") and not [c for c in tab.caption if c.value.startswith("**Takeaway:**")]
+    at.sidebar.number_input(key="seed").set_value(5).run()
+    assert _quiet(at) == ["These texts were written with an earlier setup: since then the quantization (tutorial → "
+                          "float16) and the seed (0 → 5) changed. Press Generate to write them with this one."]
+    # Back to the setup they were written with: they are that setup's texts again, with their chart.
+    at.sidebar.number_input(key="seed").set_value(0)
+    at.sidebar.selectbox(key="preset").set_value("tutorial").run()
+    assert_clean(at)
+    assert not _quiet(at) and len(at.tabs[GENERATE_TAB].get("vega_lite_chart")) == 1

@@ -2,8 +2,10 @@
 import pytest
 import torch
 
+from ui import model_tab
 from wlm.quantize import PRESETS, quantize
 from wlm.quantized_file import quantized_bytes
+from wlm.sizes import format_mb
 
 from apptest import assert_clean, run_app, size_table
 
@@ -44,3 +46,25 @@ def test_the_download_note_loads_the_quantized_model_back(app_env, tmp_path):
     exec(note.replace(repr(file_name), repr(str(tmp_path / file_name))), scope)
     x = torch.arange(10).view(-1, 1)
     assert torch.equal(scope["model"](x, model.init_hidden(1))[0], quant(x, model.init_hidden(1))[0])
+
+
+def test_the_download_says_its_size_and_the_wait_before_it_is_pressed(app_env, monkeypatch):
+    from ui import backend
+
+    made = []
+    real = backend.quantized_bytes
+    monkeypatch.setattr(backend, "quantized_bytes", lambda model: made.append(1) or real(model))
+    backend.download_size.clear()
+    at = run_app({"preset": "int8+emb4"})
+    assert_clean(at)
+    size = len(quantized_bytes(quantize(app_env["model"], PRESETS["int8+emb4"])))
+    (note,) = [c.value for c in at.caption if "wlm-int8_emb4.pt:" in c.value]
+    assert note == f":material/info: wlm-int8_emb4.pt: {format_mb(size / 1e6)}."  # the size of the file it serves
+    assert at.get("download_button")[0].proto.icon == ":material/download:"
+    at.run()
+    assert made == [1]  # counted once per variant, then let go: the button makes the file again when pressed
+    # A file of tens of megabytes (the bundled model's is 79.7 MB) shows nothing for seconds after the press: said so.
+    big = model_tab.download_note("wlm-tutorial.pt", 79_738_200)
+    assert big.startswith(":material/info: wlm-tutorial.pt: 79.7 MB.") and "once the server has sent all of it" in big
+    # Every code block of the tab wraps its lines: nothing to scroll sideways on a phone.
+    assert all(c.proto.wrap_lines for c in at.tabs[0].code)

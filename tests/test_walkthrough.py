@@ -2,6 +2,7 @@
 prints and leaves behind the numbers the card displays, and they match what wlm measures on its own."""
 import contextlib
 import io
+import math
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from wlm import lessons
 from wlm.checkpoint import load_model
-from wlm.evaluate import evaluate
+from wlm.evaluate import EvalResult, evaluate, reporting_to
 from wlm.generate import generate
 from wlm.lessons import LESSONS, TUTORIAL, changed_parts, marked_architecture, run_lesson, size_table, speed_table
 from wlm.quantize import PRESETS, quantize
@@ -221,6 +222,8 @@ def test_a_lesson_file_dropped_into_the_folder_is_the_next_step(lessons_copy, na
     (('NEEDS = ("quantized",)', 'NEEDS = ("forecast",)'), "which no earlier lesson GIVES"),
     (('    return {"scored": scored}\n', ""), "must end with `return {...}`"),
     (('TITLE = "Count the words the decoder scores"\n', ""), "does not define TITLE"),
+    (('SHOWS = "printed"', 'SHOWS = "printed"\nEVALUATES = ("quantized",)'), "must READ `corpus` and `tokens`"),
+    (('SHOWS = "printed"', 'SHOWS = "printed"\nEVALUATES = ("model",)'), "each must be a name it READS or NEEDS"),
 ])
 def test_a_lesson_file_that_breaks_the_format_fails_as_it_loads(lessons_copy, change, message):
     (lessons_copy / "09_scores.py").write_text(NEW_LESSON.replace(*change))
@@ -242,3 +245,39 @@ def test_what_a_lesson_prints_stays_with_its_run_while_others_run_at_once(names)
     with ThreadPoolExecutor(6) as pool:
         outputs = list(pool.map(lambda number: (number, run_lesson(number, names).output), [1, 2, 3] * 4))
     assert all(output == alone[number] for number, output in outputs)
+
+
+def test_the_page_hears_each_evaluation_of_step_7_without_a_line_of_its_code_changed(names):
+    earlier: dict = {}
+    heard = []
+    with num_threads(torch.get_num_threads()), reporting_to(lambda n, done, total: heard.append((n, done, total))):
+        seven = run_lesson(7, names, earlier)
+    assert LESSONS[6].evaluates == ("model", "quantized") and "progress" not in LESSONS[6].code
+    targets = len(names["corpus"].test[:60]) - 1
+    assert [h for h in heard if h[1] == h[2]] == [(0, targets, targets), (1, targets, targets)]  # both, to the end
+    assert [n for n, _, _ in heard] == sorted(n for n, _, _ in heard)  # float first, as the code evaluates them
+    # The results are what the same code gives unheard, and nothing is heard outside the block.
+    with num_threads(torch.get_num_threads()):
+        again = run_lesson(7, names, earlier)
+    assert [again.values["results"][m]["loss"] for m in ("float", "quantized")] == \
+        [seven.values["results"][m]["loss"] for m in ("float", "quantized")]
+    assert len(heard) == 2 * math.ceil(targets / 25)
+
+
+def test_the_estimate_times_each_model_on_a_probe_and_scales_it_to_the_tokens(names, monkeypatch):
+    timed = []
+
+    def evaluate_at_2_ms_a_token(model, data, *, max_tokens=None):  # a clock that always reads the same
+        tokens = min(len(data), max_tokens or len(data)) - 1
+        timed.append((model, tokens))
+        return EvalResult(5.0, 148.4, tokens, 0.002 * tokens, 500.0)
+
+    monkeypatch.setattr(lessons, "evaluate", evaluate_at_2_ms_a_token)
+    earlier: dict = {}
+    arguments = lessons.lesson_arguments(7, {**names, "tokens": 60}, earlier)
+    seconds = lessons.estimate_seconds(LESSONS[6], arguments, probe_tokens=30)
+    assert list(seconds) == ["model", "quantized"]
+    assert seconds == pytest.approx({"model": 0.002 * 59, "quantized": 0.002 * 59})  # 59 predictions of 60 tokens
+    # Each model: one chunk to warm it up, then the timed probe of 30 predictions.
+    assert timed == [(names["model"], 25), (names["model"], 30), (earlier[5]["quantized"], 25),
+                     (earlier[5]["quantized"], 30)]

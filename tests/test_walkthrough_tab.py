@@ -1,5 +1,6 @@
 """The Walkthrough tab: eight lesson cards, one at a time, each with its code, what the code printed and what to
 notice; the step in the address bar; Previous and Next."""
+import contextlib
 import io
 import json
 import re
@@ -8,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from wlm.bundle import save_bundle
 from wlm.checkpoint import load_model
 from wlm.corpus import Corpus
-from wlm.lessons import LESSONS, run_lesson
+from wlm.lessons import LESSONS, TORCHAO_MEASURED, run_lesson
 
 from apptest import assert_clean, html_words, run_app
-from conftest import TINY_TEXT, tutorial_int8, tutorial_loss
+from conftest import TINY_TEXT, tutorial_int8, tutorial_loss, write_corpus
 
 WALK = -1  # the Walkthrough is the last tab
 
@@ -62,9 +64,13 @@ def _printed(tab, number: int, app_env) -> None:
     elif number == 3:
         card = json.loads((app_env["bundle"] / "card.json").read_text())
         assert "recipe" not in card and "test_loss_fp32" not in card  # the tiny bundle's card records neither
-        assert len(tables) == 1
         assert tables[0].to_dict("list") == {"": ["weights", "recipe", "test loss (float)"],
                                              "from the card": [str(app_env["bundle"]), "not recorded", "not recorded"]}
+        # Then the full card (in its expander) as tables, not JSON: its plain fields, then its config on its own.
+        assert not tab.get("json")
+        assert [t.to_dict("list") for t in tables[1:]] == [
+            {"field": ["name", "weights_dtype"], "value": ["tiny test model", "float32"]},
+            {"field": list(card["config"]), "value": [str(v) for v in card["config"].values()]}]
     elif number == 4:
         html = next(m.value for m in tab.markdown if "line-height" in m.value)
         words = html_words(html)
@@ -108,6 +114,7 @@ def test_every_step_shows_its_code_its_output_and_what_to_notice(app_env, number
     assert heading == [f"#### Step {number} of {len(LESSONS)}: {LESSONS[number - 1].title}"]
     codes = [c.value for c in tab.code]
     assert LESSONS[number - 1].code.rstrip() in codes  # the code as it runs
+    assert tab.code and all(c.proto.wrap_lines for c in tab.code)  # no block needs scrolling sideways
     _printed(tab, number, app_env)  # and what that code printed, run now
     assert len(notices) == 1 and len(notices[0]) > 40
     assert _step(at) == str(number)
@@ -123,7 +130,7 @@ def test_every_step_shows_its_code_its_output_and_what_to_notice(app_env, number
 
 
 def test_next_and_previous_move_one_card_and_update_the_address_bar(app_env):
-    at = run_app()
+    at = run_app({"tab": "walkthrough"})
     assert_clean(at)
     assert _card(at)[1][0].startswith("#### Step 1 of 8") and _step(at) == "1"
     assert at.button(key="walk_prev").disabled
@@ -167,10 +174,94 @@ def test_the_last_card_names_the_tabs_that_go_further_and_the_torchao_note(app_e
 @pytest.mark.parametrize("query, opens", [({"step": "4"}, "Walkthrough"), ({"tab": "fidelity"}, "Fidelity"),
                                           ({"tab": "Speed & accuracy"}, "Speed & accuracy"),
                                           ({"tab": "fewer-bits", "step": "2"}, "Fewer bits"),
-                                          ({"tab": "nonsense"}, None), ({}, None)])
+                                          ({"tab": "nonsense"}, "Model"), ({}, "Model")])
 def test_a_link_chooses_the_tab_the_page_opens_on(app_env, query, opens):
     at = run_app(query)
     assert_clean(at)
-    assert at.session_state["_opening_tab"] == opens
-    if "tab" in query:  # kept in the address bar, so the link can be shared again
-        assert at.query_params["tab"] in (query["tab"], [query["tab"]])
+    assert at.session_state["open_tab"] == opens
+    # The address bar names the open tab the way links do, so the link can be shared again.
+    slug = {"Walkthrough": "walkthrough", "Fidelity": "fidelity", "Speed & accuracy": "speed-accuracy",
+            "Fewer bits": "fewer-bits", "Model": "model"}[opens]
+    assert at.query_params["tab"] in (slug, [slug])
+    assert ("step" in at.query_params) == (opens == "Walkthrough")  # only the Walkthrough reads a step
+
+
+def test_the_torchao_note_says_where_and_when_it_was_measured_and_that_it_is_not_live(app_env):
+    at = run_app({"tab": "walkthrough", "step": "8"})
+    assert_clean(at)
+    (note,) = [i.value for i in at.tabs[WALK].info if "torchao" in i.value]
+    assert "Measured here" not in note and "**Not measured live:**" in note
+    for value in TORCHAO_MEASURED.values():  # the machine, the date, torch's and torchao's versions
+        assert value in note, value
+    assert "Intel Xeon" in note and "torch 2.13" in note and "torchao 0.18" in note
+
+
+def test_the_full_model_card_is_tables_not_json(trained_tiny, tmp_path, monkeypatch):
+    model, corpus = trained_tiny
+    card = {"name": "rich card", "recipe": {"optimizer": "adamw", "lr": 0.002, "sparse_embedding": False},
+            "history": [{"epoch": 1, "valid_loss": 5.637529680984498}, {"epoch": 2, "valid_loss": 5.3189}],
+            "test_loss_fp32": 5.0834}
+    save_bundle(model, corpus.dictionary, tmp_path / "rich", card, dtype=torch.float32)
+    monkeypatch.setenv("WLM_MODEL", str(tmp_path / "rich"))
+    monkeypatch.setenv("WLM_DATA_DIR", str(write_corpus(tmp_path / "corpus")))
+    at = run_app({"tab": "walkthrough", "step": "3"})
+    assert_clean(at)
+    tab = at.tabs[WALK]
+    assert not tab.get("json")
+    facts, plain, recipe, config, history = (t.value for t in tab.table)
+    assert facts.to_dict("list")["from the card"] == [str(tmp_path / "rich"), "optimizer adamw, lr 0.002", "5.0834"]
+    assert plain.to_dict("list") == {"field": ["name", "test_loss_fp32", "weights_dtype"],
+                                     "value": ["rich card", "5.0834", "float32"]}
+    assert recipe.to_dict("list") == {"field": ["optimizer", "lr", "sparse_embedding"],
+                                      "value": ["adamw", "0.002", "no"]}
+    assert config.to_dict("list")["field"] == ["ntoken", "ninp", "nhid", "nlayers", "dropout"]
+    assert history.to_dict("list") == {"epoch": ["1", "2"], "valid_loss": ["5.63753", "5.3189"]}  # a row per epoch
+    titles = [m.value for m in tab.markdown if m.value in ("**recipe**", "**config**", "**history**")]
+    assert titles == ["**recipe**", "**config**", "**history**"]  # each nested record under its own name
+
+
+@pytest.fixture
+def fresh_step_7():
+    """Step 7 measured afresh: neither its run nor its estimate is cached."""
+    from ui import backend
+
+    backend.lesson_result.clear()
+    backend._lesson_estimate.clear()
+    yield backend
+    backend.lesson_result.clear()
+    backend._lesson_estimate.clear()
+
+
+def test_step_7_shows_its_estimate_before_running_and_its_progress_on_the_page(app_env, fresh_step_7, monkeypatch):
+    from ui import widgets
+
+    probed = {"model": 120.4, "quantized": 70.2}  # what the probe found (its own test: tests/test_walkthrough.py)
+    monkeypatch.setattr(fresh_step_7, "estimate_seconds", lambda lesson, arguments: dict(probed))
+    reports, shown = [], widgets.SessionPage.progress
+
+    @contextlib.contextmanager
+    def recorded(self, text):
+        with shown(self, text) as report:
+            yield lambda fraction, detail="": (reports.append((text, fraction, detail)), report(fraction, detail))
+
+    monkeypatch.setattr(widgets.SessionPage, "progress", recorded)
+    at = run_app({"tab": "walkthrough", "step": "7"})
+    assert_clean(at)
+    tab = at.tabs[WALK]
+    tokens = len(Corpus(app_env["data"]).test)  # the tiny split is shorter than any round size: all of it
+    (estimate,) = [c.value for c in tab.caption if "estimated from timing each" in c.value]
+    assert (f"Evaluating `model` and `quantized` on {tokens:,} test tokens takes about 191 s here on one thread "
+            "(`model` about 120 s, `quantized` about 70 s)") in estimate
+    # The estimate comes before what the run printed: the page shows it while the run is still to come.
+    order = [e for e in tab if getattr(e, "type", None) in ("caption", "table")]
+    assert [e.type for e in order].index("caption") < [e.type for e in order].index("table")
+    # Every evaluate call of the lesson's code reached the page's progress bar, each weighted by its estimate.
+    details = [d for _, _, d in reports]
+    assert any(d.startswith("evaluate of `model` (1 of 2)") for d in details), details
+    assert details[-1] == f"evaluate of `quantized` (2 of 2), {tokens - 1:,}/{tokens - 1:,} tokens"
+    fractions = [f for _, f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    (model_done,) = [f for _, f, d in reports if d == f"evaluate of `model` (1 of 2), {tokens - 1}/{tokens - 1} tokens"]
+    assert model_done == pytest.approx(120.4 / (120.4 + 70.2))  # float's share of the estimated time
+    # And the code shown is the code that ran: unchanged, no hook written into it.
+    assert LESSONS[6].code.rstrip() in [c.value for c in tab.code] and "progress" not in LESSONS[6].code

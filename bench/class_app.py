@@ -1,0 +1,317 @@
+"""A class on several replicas: `deploy/serve` (HAProxy in front of hosted servers) driven by real browsers.
+
+    python bench/class_app.py [--visitors 6] [--replicas 2]
+
+For 1 replica and then for ``--replicas``, in the same run, ``--visitors`` visitors (each a Chromium context of its
+own, so each gets its own `wlm_replica` cookie) open two pages each through HAProxy's port, the Generate tab and the
+Speed & accuracy tab, and all press "Generate" and "Run evaluation" at once. Two scenarios: every visitor opened the
+same link (same setup and seed), and every visitor a different setup (``soak_app.setups()``). It prints the time
+until the last visitor sees both results, each replica's memory (resident set of its process tree) and how the
+visitors spread over the replicas. With several replicas it then kills one mid-class (SIGKILL, as a crash) and
+reports what its visitors saw and got on reload, and whether the others' results completed. Markdown tables; a
+benchmark to run by hand, not a test (pytest does not collect it and it asserts nothing).
+
+The launcher's helpers (``Launched``, ``replica_of``) are tests/launcher.py's, shared with tests/test_deploy.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlencode
+
+# Run as `python bench/class_app.py` from the repository's root (or anywhere): the repository (wlm, ui) and the
+# tests' shared helpers (served.py, launcher.py) go on the path, after this folder.
+sys.path[1:1] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
+
+from soak_app import setups, tree_rss_mb, wait_until_idle
+
+from launcher import READY, Launched, nothing_listens, replica_of
+from served import CHROMIUM, CHROMIUM_ARGS, REPO
+
+ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
+RUNNING = "[data-testid='stStatusWidgetRunningIcon']"
+
+
+# --- the pages ----------------------------------------------------------------------------------------------------
+
+def visible_panel(page):
+    return page.get_by_role("tabpanel")  # hidden tabs' panels are not in the accessibility tree
+
+
+def has_result(page, kind: str) -> bool:
+    panel = visible_panel(page)
+    if kind == "evaluate" and panel.locator("[data-testid='stDataFrame']").count() == 0:
+        return False
+    return panel.filter(has_text="Takeaway:").count() > 0
+
+
+BUTTONS = {"generate": "Generate", "evaluate": "Run evaluation"}
+TABS = {"generate": "generate", "evaluate": "speed-accuracy"}
+
+
+class Visitor:
+    """One person: a browser context of their own and two pages, the Generate tab and the Speed & accuracy tab."""
+
+    def __init__(self, browser, url: str, link: dict[str, str], label: str, timeout_ms: int):
+        self.label, self.link, self.url = label, link, url
+        self.context = browser.new_context(viewport={"width": 1300, "height": 900})
+        self.context.set_default_timeout(timeout_ms)
+        self.errors: list[str] = []
+        self.pages = {}
+        for kind in BUTTONS:
+            page = self.context.new_page()
+            page.on("pageerror", lambda exc, kind=kind: self.errors.append(f"{label} {kind}: browser error: {exc}"))
+            self.pages[kind] = page
+        self.done: dict[str, float] = {}  # kind -> seconds from the first click to its result
+        self.failed: set[str] = set()  # kinds whose page showed an error instead
+        self.replica: str | None = None  # from the cookie, once the pages are open
+        self.reload_s, self.after, self.kept = float("nan"), None, {}  # after its replica was killed
+
+    def open(self) -> None:
+        # The first page alone, so that the context has its cookie before the second asks for anything.
+        for kind, page in self.pages.items():
+            page.goto(f"{self.url}/?{urlencode({**self.link, 'tab': TABS[kind]})}")
+            page.get_by_role("button", name=BUTTONS[kind], exact=True).wait_for()
+        self.replica = replica_of(self.context)
+
+    def ready(self) -> None:
+        for page in self.pages.values():
+            wait_until_idle(page)
+
+    def press(self) -> None:
+        self.done, self.failed = {}, set()
+        for kind, page in self.pages.items():
+            page.get_by_role("button", name=BUTTONS[kind], exact=True).click()
+
+    def check(self, started: float) -> bool:
+        """Whether both pages are through, with a result or an error; notes when each first was."""
+        for kind, page in self.pages.items():
+            if kind in self.done or kind in self.failed:
+                continue
+            found = page.locator(ERRORS)
+            if found.count():
+                self.failed.add(kind)
+                self.errors += [f"{self.label} {kind}: {' '.join(found.nth(i).inner_text().split())[:200]}"
+                                for i in range(found.count())]
+            elif has_result(page, kind):
+                self.done[kind] = time.monotonic() - started
+        return len(self.done) + len(self.failed) == len(self.pages)
+
+    def both(self) -> float | None:
+        """Seconds from the first click until both results showed, or None if one did not."""
+        return max(self.done.values()) if len(self.done) == len(self.pages) else None
+
+    def close(self) -> None:
+        self.context.close()
+
+
+class MemoryWatch:
+    """Each replica's process-tree memory, sampled twice a second in a thread: the peak and the last value."""
+
+    def __init__(self, replicas: dict[str, tuple[int, int]]):
+        self.pids = {name: pid for name, (pid, _) in replicas.items()}
+        self.peak = {name: 0.0 for name in self.pids}
+        self.last = dict(self.peak)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self.pids.items():
+                mb = tree_rss_mb(pid)
+                self.last[name] = mb
+                self.peak[name] = max(self.peak[name], mb)
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_for_results(visitors: list[Visitor], started: float, timeout: float) -> None:
+    """Polls every page in turn, so each result's time is within one round of the moment it showed."""
+    deadline = started + timeout
+    waiting = list(visitors)
+    while waiting and time.monotonic() < deadline:
+        waiting = [v for v in waiting if not v.check(started)]
+        if waiting:
+            waiting[0].pages["generate"].wait_for_timeout(250)
+    for visitor in waiting:
+        visitor.errors.append(f"{visitor.label}: no result after {timeout:.0f} s (got {sorted(visitor.done)})")
+
+
+# --- the scenarios ------------------------------------------------------------------------------------------------
+
+def class_at_once(browser, launched: Launched, links: list[dict[str, str]], timeout: float) -> dict:
+    """Every visitor opens their link, then all press both buttons at once."""
+    visitors = [Visitor(browser, launched.url, link, f"visitor {i + 1}", int(timeout * 1000))
+                for i, link in enumerate(links)]
+    try:
+        for visitor in visitors:
+            visitor.open()
+        for visitor in visitors:
+            visitor.ready()
+        with MemoryWatch(launched.replicas) as memory:
+            started = time.monotonic()
+            for visitor in visitors:
+                visitor.press()
+            clicks = time.monotonic() - started
+            wait_for_results(visitors, started, timeout)
+        return {"visitors": visitors, "memory": memory, "clicks": clicks}
+    finally:
+        for visitor in visitors:
+            visitor.close()
+
+
+def kill_mid_class(browser, launched: Launched, links: list[dict[str, str]], timeout: float) -> dict:
+    """All press at once, and r1 dies (SIGKILL) right after: what its visitors see, and get on reload."""
+    visitors = [Visitor(browser, launched.url, link, f"visitor {i + 1}", int(timeout * 1000))
+                for i, link in enumerate(links)]
+    victim_pid = launched.replicas["r1"][0]
+    try:
+        for visitor in visitors:
+            visitor.open()
+        for visitor in visitors:
+            visitor.ready()
+        started = time.monotonic()
+        for visitor in visitors:
+            visitor.press()
+        killed_at = time.monotonic() - started  # once every button was clicked
+        os.kill(victim_pid, signal.SIGKILL)
+        on_dead = [v for v in visitors if v.replica == "r1"]
+        others = [v for v in visitors if v.replica != "r1"]
+        wait_for_results(others, started, timeout)
+        seen = {}
+        for visitor in on_dead:
+            seen[visitor.label] = what_a_visitor_sees(visitor)
+            reloaded = time.monotonic()
+            for kind, page in visitor.pages.items():
+                page.reload()
+                page.get_by_role("button", name=BUTTONS[kind], exact=True).wait_for()
+            visitor.reload_s = time.monotonic() - reloaded
+            visitor.after = replica_of(visitor.context)
+            visitor.kept = {kind: has_result(page, kind) for kind, page in visitor.pages.items()}
+            for page in visitor.pages.values():
+                wait_until_idle(page)
+        again = time.monotonic()
+        for visitor in on_dead:
+            visitor.press()
+        wait_for_results(on_dead, again, timeout)
+        return {"visitors": visitors, "on_dead": on_dead, "others": others, "seen": seen, "killed_at": killed_at}
+    finally:
+        for visitor in visitors:
+            visitor.close()
+
+
+def what_a_visitor_sees(visitor: Visitor) -> str:
+    """What a visitor whose replica died has on screen before reloading: Streamlit's frontend reconnects by itself,
+    and through HAProxy that reaches a live replica, where the page is a new session."""
+    notes = []
+    for kind, page in visitor.pages.items():
+        said = page.get_by_text(re.compile("connection error|connecting|still running", re.I))
+        shown = " ".join(said.first.inner_text().split())[:60] if said.count() else "no connection message"
+        result = "its result" if has_result(page, kind) else "no result"
+        notes.append(f"{kind}: {result}, {shown}")
+    return "; ".join(notes) + f"; cookie {replica_of(visitor.context)}"
+
+
+# --- the report ---------------------------------------------------------------------------------------------------
+
+def spread(visitors: list[Visitor]) -> str:
+    counts = Counter(v.replica for v in visitors)
+    return ", ".join(f"{name}: {counts[name]}" for name in sorted(counts, key=str))
+
+
+def report_scenario(rows: list, replicas: int, name: str, result: dict, idle: dict[str, float]) -> None:
+    visitors, memory = result["visitors"], result["memory"]
+    times = sorted(v.both() for v in visitors if v.both() is not None)
+    mem = " · ".join(f"{n} {idle[n]:.0f} → peak {memory.peak[n]:.0f}" for n in sorted(memory.peak))
+    errors = sum(len(v.errors) for v in visitors)
+    median = f"{times[len(times) // 2]:.1f}" if times else "-"
+    last = f"{times[-1]:.1f}" if len(times) == len(visitors) else f"{len(visitors) - len(times)} without both"
+    rows.append(f"| {replicas} | {name} | {spread(visitors)} | {result['clicks']:.1f} | {median} | {last} | {mem} | "
+                f"{errors or 'none'} |")
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visitors", type=int, default=6, help="visitors (two pages each) in the class")
+    parser.add_argument("--replicas", type=int, default=2, help="replicas of the second run (the first has 1)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds the class may take for its results")
+    args = parser.parse_args()
+    k = args.visitors
+    same = [{"preset": "int8+emb8", "seed": "1"}] * k
+    links = setups()
+    different = [{**links[i % len(links)], "seed": str(i)} for i in range(k)]
+    for_the_kill = [{**links[(k + i) % len(links)], "seed": str(k + i)} for i in range(k)]
+    env = {name: value for name, value in os.environ.items() if name != "WLM_MODEL"}  # the bundled model
+    rows, all_errors, kill = [], [], None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for n in sorted({1, args.replicas}):
+            logs = REPO / "artifacts" / "class" / f"{n}-replicas"
+            launched_at = time.monotonic()
+            with Launched(n, logs, env) as launched:
+                launched.wait_for_line(READY, 600)
+                print(f"{n} replica(s) up in {time.monotonic() - launched_at:.1f} s", flush=True)
+                idle = {name: tree_rss_mb(pid) for name, (pid, _) in launched.replicas.items()}
+                for name, scenario in (("same link", same), ("different setups", different)):
+                    result = class_at_once(browser, launched, scenario, args.timeout)
+                    report_scenario(rows, n, name, result, idle)
+                    print(rows[-1], flush=True)
+                    all_errors += [e for v in result["visitors"] for e in v.errors]
+                    idle = dict(result["memory"].last)
+                if n > 1:
+                    kill = kill_mid_class(browser, launched, for_the_kill, args.timeout)
+                    kill["launcher_said"] = [line for line in launched.stderr().splitlines() if "r1" in line]
+                    all_errors += [e for v in kill["visitors"] for e in v.errors]
+                status = launched.stop()
+                left = [port for port in launched.ports() if not nothing_listens(port)]
+                print(f"launcher stopped (status {status}); ports still open: {left or 'none'}", flush=True)
+        browser.close()
+    print(f"\n{k} visitors, each with a Generate page and a Speed & accuracy page, all pressed at once "
+          "(seconds from the first click; memory in MB, resident set of each replica's process tree, before → peak)\n")
+    print("| replicas | scenario | visitors per replica | clicking took (s) | median visitor (s) | last visitor (s) | "
+          "replica memory (MB) | errors |")
+    print("|---:|---|---|---:|---:|---:|---|---|")
+    print("\n".join(rows))
+    if kill:
+        print_kill(kill)
+    print(f"\nerrors: {len(all_errors)}")
+    for error in all_errors:
+        print(f"  {error}")
+
+
+def print_kill(kill: dict) -> None:
+    print(f"\nr1 killed (SIGKILL) {kill['killed_at']:.1f} s after the first click, once every button was clicked; its "
+          "visitors, once the others' results were in, reloaded both pages and pressed again\n")
+    print("| visitor | replica | saw before reloading | reload → page drawn (s) | replica after reload | results kept "
+          "| pressed again → both results (s) |")
+    print("|---|---|---|---:|---|---|---:|")
+    for v in kill["on_dead"]:
+        kept = ", ".join(kind for kind, yes in v.kept.items() if yes) or "none"
+        done = f"{v.both():.1f}" if v.both() is not None else f"not all ({sorted(v.done)} of both)"
+        print(f"| {v.label} | r1 | {kill['seen'][v.label]} | {v.reload_s:.1f} | {v.after} | {kept} | {done} |")
+    print("\n| visitor | replica | both results (s after the first click) |")
+    print("|---|---|---:|")
+    for v in kill["others"]:
+        done = f"{v.both():.1f}" if v.both() is not None else f"not all (only {sorted(v.done)})"
+        print(f"| {v.label} | {v.replica} | {done} |")
+    print("\nlauncher's stderr about r1: " + (" / ".join(kill["launcher_said"]) or "nothing"))
+
+
+if __name__ == "__main__":
+    main()
