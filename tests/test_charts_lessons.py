@@ -47,6 +47,14 @@ def test_every_stage_of_a_multiply_has_a_chart(trained_tiny, per_channel):
     assert moved["word"].iloc[0] in figure.takeaway
 
 
+def test_two_inputs_with_one_word_get_a_bar_each(trained_tiny):
+    model, corpus = trained_tiny
+    items = [input_from_prompt(model, corpus.dictionary, "decoder", p) for p in ("the cat sat on the", "a dog on the")]
+    spec = _valid(multiply.scales_chart(scales_of(items)))
+    labels = [row["input"] for row in next(iter(spec["datasets"].values()))]
+    assert labels == ["the (input 1)", "the (input 2)"] == spec["encoding"]["y"]["sort"]
+
+
 def _colour_domain(spec: dict) -> tuple[list, list[int]]:
     codes = [row["code"] for row in next(iter(spec["datasets"].values()))]
     return spec["encoding"]["color"]["scale"]["domain"], codes

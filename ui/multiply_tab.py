@@ -17,6 +17,30 @@ from .widgets import error, show
 
 PROMPT, POSITION = "Last word of a prompt", "A test position"
 
+# How the tables show their numbers (Streamlit's own formatting; the data keep every digit). Enough digits that
+# "corrected × output_scale + bias" worked out from the shown numbers gives the shown "quantized" to its last
+# digit: a float32 scale to 6 significant figures, the bias to 5 decimals (see tests/test_multiply_tab.py).
+SCALE_FORMAT = "%.5e"
+WEIGHT_FORMATS = {"row": "%d", "scale": SCALE_FORMAT}  # and "%d" for every int8 weight
+OUTPUT_FORMATS = {"index": "%d", "accumulator": "%d", "zero_point_term": "%d", "corrected": "%d",
+                  "output_scale": SCALE_FORMAT, "bias": "%.5f", "quantized": "%.4f", "float": "%.4f", "error": "%.4f"}
+OUTPUT_HELP = {"zero_point_term": "The activation's zero point × the row's sum of int8 weights.",
+               "corrected": "accumulator − zero_point_term",
+               "output_scale": "Activation scale × the row's weight scale.",
+               "quantized": "corrected × output_scale + bias", "error": "quantized − float"}
+
+
+def _formatted(table, formats: dict, default: str | None = None, tips: dict | None = None) -> dict:
+    """``column_config`` showing each column of ``table`` in its format (``default`` for the others)."""
+    return {name: st.column_config.NumberColumn(format=formats.get(name, default), help=(tips or {}).get(name))
+            for name in table.columns}
+
+
+def scientific(value: float, fmt: str = SCALE_FORMAT) -> str:
+    """``value`` as the table's printf format writes it in the browser (sprintf-js: ``5.09312e-4``, not ``e-04``)."""
+    mantissa, _, exponent = (fmt % value).partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
 
 def _controls(setup: Setup):
     layers = layer_names(setup.model)
@@ -63,7 +87,7 @@ def render(setup: Setup) -> None:
 
     st.subheader("2 · Scale and zero point, computed now")
     c = st.columns(3)
-    c[0].metric("Activation scale", f"{result.x_scale:.4g}")
+    c[0].metric("Activation scale", scientific(result.x_scale), help="A float32, to 6 significant figures.")
     c[1].metric("Zero point", f"{result.x_zero_point}")
     c[2].metric("Range covered", f"{min(result.x_min, 0.0):.3f} … {max(result.x_max, 0.0):.3f}")
     show(charts.scales_chart(scales))
@@ -74,13 +98,19 @@ def render(setup: Setup) -> None:
     show(charts.codes_chart(result))
 
     st.subheader("4 · Int8 weights, with their scales")
-    st.dataframe(result.weight_rows(rows=4, columns=8), hide_index=True)
+    weights = result.weight_rows(rows=4, columns=8)
+    st.dataframe(weights, hide_index=True, column_config=_formatted(weights, WEIGHT_FORMATS, "%d"))
     show(charts.weights_chart(result))
 
     st.subheader("5 · Int32 accumulation and rescale")
-    st.dataframe(result.output_table().head(4), hide_index=True)
-    st.caption("The first outputs: corrected = accumulator − zero point × the row's int8 sum; "
-               "quantized = corrected × output_scale + bias.")
+    outputs = result.output_table().head(4)
+    st.dataframe(outputs, hide_index=True, column_config=_formatted(outputs, OUTPUT_FORMATS, tips=OUTPUT_HELP))
+    first = outputs.iloc[0]
+    worked = (f"{OUTPUT_FORMATS['corrected'] % first['corrected']} × {scientific(first['output_scale'])} + "
+              f"{OUTPUT_FORMATS['bias'] % first['bias']} = {OUTPUT_FORMATS['quantized'] % first['quantized']}")
+    st.caption(f"The first outputs: corrected = accumulator − zero_point_term (zero point {result.x_zero_point} × "
+               f"the row's int8 sum); quantized = corrected × output_scale + bias, where output_scale = activation "
+               f"scale × the row's weight scale. Output 0: {worked}.")
     show(charts.accumulation_chart(result))
 
     st.subheader("6 · The result against the float layer")

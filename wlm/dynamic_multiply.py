@@ -223,8 +223,10 @@ class DynamicMultiply:
         return table
 
     def output_table(self) -> pd.DataFrame:
-        """One row per output: the int32 sum, the rescaled result, the float layer's, the error."""
+        """One row per output: the int32 sum, the zero-point term taken from it, the rescaled result, the float
+        layer's, the error (``corrected × output_scale + bias`` is ``quantized``)."""
         return pd.DataFrame({"index": np.arange(self.output.size), "accumulator": self.accumulator,
+                             "zero_point_term": self.zero_point_correction,
                              "corrected": self.accumulator - self.zero_point_correction,
                              "output_scale": self.output_scales, "bias": self.bias, "quantized": self.output,
                              "float": self.float_output, "error": self.error})

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from wlm.dynamic_multiply import DynamicMultiply, describe_layer
+from wlm.low_bits import levels
 
 from .style import ACCENT, FLOAT, HEIGHT, INT32_SUM, MODEL_COLORS, SCALE, ZERO, Figure, readable
 
@@ -28,10 +29,17 @@ def activation_chart(result: DynamicMultiply) -> Figure:
 
 def scales_chart(scales: pd.DataFrame) -> Figure:
     """2. The run-time scale each input got (``dynamic_multiply.scales_of``): one bar per input."""
-    table = scales.assign(input=[f"{w} ({s})" if len(s) < 30 else w for w, s in zip(scales["word"], scales["source"])])
+    labels = [f"{w} ({s})" if len(s) < 30 else w for w, s in zip(scales["word"], scales["source"])]
+    if len(set(labels)) < len(labels):  # two prompts ending in the same word: one bar each, not two in one band
+        labels = [f"{w} (input {i + 1})" for i, w in enumerate(scales["word"])]
+    table = scales.assign(input=labels)
     chart = alt.Chart(table).mark_bar(color=SCALE).encode(
-        y=alt.Y("input:N", title="", sort=None, axis=alt.Axis(labelLimit=320)),  # 'He (test position 1,000)' whole
-        x=alt.X("scale:Q", title="activation scale (float per integer step)"),
+        # The labels in the spec (not sort=None): new labels then redraw the chart whole, so its width fits them
+        # (updated in place, a long label pushed the plot past the right edge on a phone).
+        y=alt.Y("input:N", title="", sort=labels, axis=alt.Axis(labelLimit=320)),  # 'He (test position 1,000)' whole
+        # Two title lines and few ticks: beside a label like 'He (test position 1,000)' a phone leaves ~200 px.
+        x=alt.X("scale:Q", title=["activation scale", "(float per integer step)"],
+                axis=alt.Axis(tickCount=4, labelFlush=True)),
         tooltip=["word", "source", alt.Tooltip("scale:Q", format=".3g"), "zero_point:Q",
                  alt.Tooltip("x_min:Q", format=".3f"), alt.Tooltip("x_max:Q", format=".3f")],
     ).properties(height=max(HEIGHT, 50 * len(table)))
@@ -64,20 +72,29 @@ def codes_chart(result: DynamicMultiply) -> Figure:
 
 
 def weights_chart(result: DynamicMultiply, rows: int = 8, columns: int = 16) -> Figure:
-    """4. A heatmap of the first int8 weights (codes in tooltips), with the scale(s) in the takeaway."""
+    """4. A heatmap of the first int8 weights (codes in tooltips), with the scale(s) in the takeaway.
+
+    The colours span the shown codes (±their largest |code|), not all of int8: trained weights sit near 0, and on
+    a ±128 scale they would all be the same pale colour."""
     rows, columns = min(rows, result.w_codes.shape[0]), min(columns, result.w_codes.shape[1])
-    grid = [{"row": i, "column": j, "code": int(result.w_codes[i, j])} for i in range(rows) for j in range(columns)]
+    shown = result.w_codes[:rows, :columns].astype(int)
+    reach = max(int(np.abs(shown).max()), 1)
+    qmin, qmax = levels(8)
+    grid = [{"row": i, "column": j, "code": int(shown[i, j])} for i in range(rows) for j in range(columns)]
     chart = alt.Chart(pd.DataFrame(grid)).mark_rect().encode(
         x=alt.X("column:O", title="input"), y=alt.Y("row:O", title="output row"),
-        color=alt.Color("code:Q", title="int8", scale=alt.Scale(scheme="redblue", domain=[-128, 127])),
+        color=alt.Color("code:Q", title=["int8 code", f"(of {qmin}…{qmax})"],
+                        scale=alt.Scale(scheme="redblue", domain=[-reach, reach])),
         tooltip=["row:O", "column:O", "code:Q"]).properties(height=max(HEIGHT, 26 * rows))
     if result.per_channel:
         scale_text = (f"one scale per row ({len(result.w_scales):,} rows, {result.w_scales.min():.3g} to "
                       f"{result.w_scales.max():.3g})")
     else:
-        scale_text = f"one scale for the whole tensor ({float(result.w_scales[0]):.2g})"
+        scale_text = f"one scale for the whole tensor ({float(result.w_scales[0]):.3g})"
     text = (f"The {result.w_codes.shape[0]:,}×{result.w_codes.shape[1]:,} weights were rounded to int8 once, ahead of "
-            f"time, with {scale_text}; first {rows} rows × {columns} inputs shown.")
+            f"time, with {scale_text}; first {rows} rows × {columns} inputs shown, coloured over ±{reach} (their "
+            f"largest |code|): int8 runs {qmin} to {qmax}, and this tensor's codes reach {int(result.w_codes.min())} "
+            f"to {int(result.w_codes.max())}.")
     return Figure(readable(chart), text)
 
 
@@ -86,12 +103,13 @@ def accumulation_chart(result: DynamicMultiply, outputs: int = 64) -> Figure:
     table = result.output_table().head(outputs)
     sums = alt.Chart(table).mark_bar(color=INT32_SUM).encode(
         x=alt.X("index:O", title="output", axis=alt.Axis(labelOverlap=True)),
-        y=alt.Y("corrected:Q", title="int32 sum − zero-point term"),
-        tooltip=["index:Q", "accumulator:Q", "corrected:Q", alt.Tooltip("output_scale:Q", format=".3g"),
-                 alt.Tooltip("bias:Q", format=".4f"), alt.Tooltip("quantized:Q", format=".4f")],
+        y=alt.Y("corrected:Q", title=["int32 sum", "− zero-point term"]),  # two lines: one is cut at 240 px
+        tooltip=["index:Q", "accumulator:Q", "zero_point_term:Q", "corrected:Q",
+                 alt.Tooltip("output_scale:Q", format=".6g"), alt.Tooltip("bias:Q", format=".5f"),
+                 alt.Tooltip("quantized:Q", format=".4f")],
     ).properties(height=HEIGHT)
     scale = float(result.output_scales[0]) if not result.per_channel else None
-    how = f"× {scale:.3g} (activation scale × weight scale)" if scale else "× activation scale × each row's scale"
+    how = f"× {scale:.4g} (activation scale × weight scale)" if scale else "× activation scale × each row's scale"
     text = (f"Integer products add up in int32 (largest |sum| {int(np.abs(result.accumulator).max()):,}, "
             f"{result.int32_headroom:.3%} of int32's range); each sum minus zero point × row sum, {how}, "
             f"plus the float bias, is the output.")
@@ -107,7 +125,8 @@ def error_chart(result: DynamicMultiply, max_points: int = 4000) -> Figure:
         spread = np.linspace(0, len(table) - 1, max_points - len(worst)).astype(int)
         table = table.loc[sorted(set(worst) | set(spread))]
     chart = alt.Chart(table).mark_circle(size=30, opacity=0.6, color=ACCENT).encode(
-        x=alt.X("float:Q", title="float layer output", scale=alt.Scale(zero=False, nice=True)),
+        # 10 px past the extreme outputs: the largest one's dot is not cut in half at the right edge
+        x=alt.X("float:Q", title="float layer output", scale=alt.Scale(zero=False, nice=True, padding=10)),
         y=alt.Y("error:Q", title="quantized − float"),
         tooltip=["index:Q", alt.Tooltip("float:Q", format=".4f"), alt.Tooltip("quantized:Q", format=".4f"),
                  alt.Tooltip("error:Q", format=".2e")],
