@@ -285,7 +285,7 @@ def student_steps(page, run: Run, student: Student) -> list[tuple[str, object]]:
         ("generate", lambda: press(page, run, "Generate", "Generate", panel(page).get_by_text("Takeaway:"), marks)),
         ("speed", lambda: press(page, run, "Speed & accuracy", "Run evaluation", panel(page).locator(data), marks)),
         ("fidelity", lambda: press(page, run, "Fidelity", "Compare outputs",
-                                   panel(page).get_by_text("Top-1 agreement"), marks)),
+                                   panel(page).get_by_text("Same likeliest next word", exact=True), marks)),
         ("fewer bits", lambda: press(page, run, "Fewer bits", "Run the sweep", panel(page).locator(data), marks)),
         ("walkthrough", lambda: walk_to_step_7(page, run, marks)),
     ]

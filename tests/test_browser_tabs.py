@@ -121,6 +121,9 @@ def test_a_shared_step_link_opens_on_the_walkthrough_and_clicks_still_decide(ser
             page.get_by_text("quantizing the embedding took it from").wait_for()
             page.wait_for_function(IDLE)
             assert page.get_by_role("tab", name="Model", exact=True).get_attribute("aria-selected") == "true"
-            assert "step=4" in page.url
+            assert "tab=model" in page.url and "step=" not in page.url  # the Model tab reads no step
+            page.get_by_role("tab", name="Walkthrough", exact=True).click()
+            step.wait_for(state="visible")  # the session's card, back in the address bar
+            page.wait_for_function("() => window.location.search.includes('step=4')")
         finally:
             browser.close()

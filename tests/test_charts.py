@@ -33,7 +33,7 @@ def test_size_takeaway_names_the_float_embedding_share():
     sizes = _sizes({"embedding": 68.0, "lstm": 8.0, "decoder": 34.0}, {"embedding": 68.0, "lstm": 2.0, "decoder": 8.5})
     text = model_charts.size_takeaway(sizes)
     assert "78.5 MB vs 110.0 MB" in text
-    assert "29 % smaller" in text  # 1 - 78.5 / 110
+    assert "29 % smaller; float is 1.40× as big" in text  # 1 - 78.5 / 110, and 110 / 78.5
     assert "87 % of the quantized model" in text  # 68 / 78.5
     _valid(model_charts.size_chart(sizes))
 

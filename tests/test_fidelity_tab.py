@@ -71,14 +71,13 @@ def test_output_agreement_shows_the_kl_top1_and_loss_change_of_the_two_models(op
     assert len(kl) == n == 59
     p99 = np.percentile(kl, 99)
     assert {m.label: m.value for m in tab.metric} == {
-        "Same likeliest next word": f"{agree / n:.2%}", "Median KL divergence": f"{np.median(kl):.2g} nats",
-        "99th-percentile KL divergence": f"{p99:.2g} nats", "Loss change": f"{delta:+.4f} nats"}
+        "Same likeliest next word": f"{agree / n:.1%}", "Median KL": f"{np.median(kl):.2g} nats",
+        "99th-percentile KL": f"{p99:.2g} nats", "Loss change": f"{delta:+.4f} nats"}
     # Each metric explains its terms; the glossary's texts, from the one place they are written.
     helps = {m.label: m.proto.help for m in tab.metric}
     assert HELP["top-1 agreement"] in helps["Same likeliest next word"]
-    assert HELP["median"] in helps["Median KL divergence"] and HELP["p99"] in helps["99th-percentile KL divergence"]
-    assert all(HELP["KL divergence (nats)"] in helps[k] for k in ("Median KL divergence",
-                                                                 "99th-percentile KL divergence"))
+    assert HELP["median"] in helps["Median KL"] and HELP["p99"] in helps["99th-percentile KL"]
+    assert all(HELP["KL divergence (nats)"] in helps[k] for k in ("Median KL", "99th-percentile KL"))
     assert helps["Loss change"] == HELP["Δ loss"]
     (shown,) = _chart(tab, {"log10_kl"})
     assert shown["log10_kl"].to_numpy() == pytest.approx(np.log10(np.maximum(kl, 1e-9)), abs=1e-6)
@@ -225,3 +224,20 @@ def test_the_next_word_bars_are_both_models_probabilities_after_the_prompt(opene
     ranks = {name: {int(i): r + 1 for r, i in enumerate(torch.argsort(p, descending=True))}
              for name, p in probs.items()}
     assert shown["rank"].tolist() == [ranks[name][i] for name in probs for i in order]
+
+
+def test_the_words_a_class_meets_are_explained_once_on_the_tab(opened):
+    """One "What the words mean" expander with every term the tab shows, the corpus's own tokens written as code
+    (``<unk>`` would otherwise vanish as an HTML tag), the texts from the one glossary."""
+    from ui import glossary
+
+    at = opened[0]
+    (words,) = [e for e in _tab(at).expander if e.label == "What the words mean"]
+    text = words.markdown[0].value
+    for term in ("top-1 agreement", "KL divergence (nats)", "p99", "SQNR (dB)", "perplexity"):
+        assert f"- **{term}**: {HELP[term]}" in text
+    for token in ("<unk>", "<eos>", "@-@"):
+        assert f"- `{token}`: {HELP[token]}" in text
+    assert "`state @-@ of @-@ the @-@ art`" in text and "`= = History = =`" in text
+    with pytest.raises(KeyError, match="no help text"):
+        glossary.expander(["quantum"])

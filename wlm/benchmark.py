@@ -23,6 +23,36 @@ from .threads import num_threads
 COLUMNS = ["variant", "size_mb", "loss", "ppl", "seconds", "tokens_per_s", "speedup"]
 ENGINE_COLUMNS = ["variant", "engine", *COLUMNS[1:]]  # when the table holds more than PyTorch's rows
 
+# The one plain name each measured column is shown under: the app's tables and chart axes (through
+# ``ui.glossary``) and the CLI's markdown tables. The data keeps its code names (DataFrame columns, the JSON
+# and CSV keys), so code and scripts that read them never change with the wording.
+COLUMN_NAMES = {
+    "variant": "variant",
+    "engine": "engine",
+    "size_mb": "size (MB)",
+    "loss": "loss",
+    "ppl": "perplexity",
+    "perplexity": "perplexity",
+    "seconds": "seconds",
+    "tokens_per_s": "tokens/s",
+    "speedup": "speedup",
+    "delta_loss": "Δ loss",
+    "threads": "threads",
+    "tokens": "predictions",  # an evaluation of N tokens scores N - 1 next-word predictions
+    "scheme": "scheme",
+    "bits": "bits",
+    "part": "part",
+    "weight": "weight",
+    "layer": "layer",
+    "gate": "gate",
+    "sqnr_db": "SQNR (dB)",
+}
+
+
+def display_names(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its columns under their plain names (``COLUMN_NAMES``), for showing, never for reading."""
+    return table.rename(columns=COLUMN_NAMES)
+
 
 def parse_variants(text: str | None) -> list[str]:
     """Comma-separated preset names ('all' for every preset); each is checked."""
