@@ -95,15 +95,15 @@ def test_generation_pairs_float_and_quantized_and_marks_where_they_part(app_env)
     assert re.search(r"float took [\d.]+ s \([\d,]+ words/s\)", takeaway)  # and the speed note stays with it
     assert "same tickets" in " ".join(c.value for c in at.tabs[GENERATE_TAB].caption)
     # A legend names both marks, drawn in the texts' own styles, and where the texts part.
-    (legend,) = [c.value for c in at.tabs[GENERATE_TAB].caption if "<mark" in c.value]
-    parted = f"<mark style='{word_html.PARTED}'>word</mark> the first word where the two texts part (word {first + 1:,})"
+    (legend,) = [m.value for m in at.tabs[GENERATE_TAB].markdown if "<mark" in m.value and "line-height" not in m.value]
+    parted = f"<mark style='{word_html.PARTED}'>word</mark> the first word where the two texts part (word {first + 1})"
     assert parted in legend and f"<span style='{word_html.DIFFERS}'>word</span> a later word that differs" in legend
     assert all(f"style='{style}'" in h for style in (word_html.PARTED, word_html.DIFFERS) for h in html)
     # The same-pick chart's word axis runs from the first word to the last step it has a point for.
     (chart,) = at.tabs[GENERATE_TAB].get("vega_lite_chart")
     layers = json.loads(chart.proto.spec)["layer"]
-    domains = [layer["encoding"]["x"]["scale"]["domain"] for layer in layers if "scale" in layer["encoding"]["x"]]
-    assert domains and all(d == [1, len(expected.same_pick)] for d in domains)
+    assert len(layers) == 3  # the parting word's rule, the line, the points: none of them adds a word 0
+    assert [layer["encoding"]["x"]["scale"]["domain"] for layer in layers] == [[1, len(expected.same_pick)]] * 3
 
 
 @pytest.mark.parametrize("preset", ["fp32", "float16"])
@@ -130,9 +130,14 @@ def _quiet(at: AppTest) -> list[str]:
     return [i.value for i in at.tabs[GENERATE_TAB].info]
 
 
-def test_a_rerun_while_writing_keeps_the_words_written_and_says_so(app_env, monkeypatch):
+@pytest.mark.parametrize("how", ["stop", "rerun"])
+def test_a_rerun_while_writing_keeps_the_words_written_and_says_so(app_env, monkeypatch, how):
     """A tab switch or a sidebar change reruns the page while both models write: Streamlit stops the script at
-    its next box update. The words written until then stay on the page, with why they stopped."""
+    its next box update. The words written until then stay on the page, with why they stopped.
+
+    A served app (``runner.fastReruns``, on by default) stops the running script (StopException, and Streamlit
+    raises again at each later access to the session state from it) and starts the new run beside it; without
+    fast reruns the same script reruns (RerunException). Both are asked for here as a browser's message asks."""
     real, calls = generate_tab.generate_side_by_side, []
 
     def rerun_after_six_words(models, dictionary, **kwargs):
@@ -143,7 +148,8 @@ def test_a_rerun_while_writing_keeps_the_words_written_and_says_so(app_env, monk
             try:
                 for i, step in enumerate(steps):
                     if i == 6:  # what a browser's rerun request does; Streamlit raises at the next box update
-                        get_script_run_ctx().script_requests.request_rerun(RerunData())
+                        requests = get_script_run_ctx().script_requests
+                        requests.request_stop() if how == "stop" else requests.request_rerun(RerunData())
                         time.sleep(0.3)  # the next word is due on the page (one update per 0.25 s)
                     yield step
             finally:
@@ -153,7 +159,9 @@ def test_a_rerun_while_writing_keeps_the_words_written_and_says_so(app_env, monk
     monkeypatch.setattr(generate_tab, "generate_side_by_side", rerun_after_six_words)
     at = run_app({"tab": "generate"})
     at.number_input(key="gen_words").set_value(40)
-    at.button(key="gen_go").click().run()  # the rerun runs in this same call: the button is no longer pressed
+    at.button(key="gen_go").click().run()  # a rerun runs in this same call: the button is no longer pressed
+    if how == "stop":
+        at.run()  # the page's next run, which a served app starts as this one stops
     assert_clean(at)
     assert len(calls) == 1
     result = at.session_state["gen_result"]

@@ -2,9 +2,15 @@
 likely a shared pick was at each step until then."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import streamlit as st
+
+try:  # the exception Streamlit raises inside a script its page reruns or stops (RerunException, StopException)
+    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+except ImportError:  # Streamlit before 1.38
+    from streamlit.runtime.scriptrunner.exceptions import ScriptControlException
 
 from wlm import hosting
 from wlm.corpus import EOS
@@ -27,6 +33,86 @@ def _markdown_word(word: str) -> str:
     return escaped + " "
 
 
+RESULT = "gen_result"  # session state: the last texts written, finished or cut short by a rerun
+
+
+def _changes(earlier: dict, request: tuple, label: str) -> list[str]:
+    """What of the setup differs from the one ``earlier``'s texts were written with, in words."""
+    (source, spec), words, temperature, seed, prompt = earlier["request"]
+    (source_now, spec_now), words_now, temperature_now, seed_now, prompt_now = request
+    changed = [("the model", source != source_now),
+               (f"the quantization ({earlier['label']} → {label})", spec != spec_now),
+               (f"the seed ({seed} → {seed_now})", seed != seed_now),
+               (f"the temperature ({temperature:g} → {temperature_now:g})", temperature != temperature_now),
+               (f"the number of words ({words:,} → {words_now:,})", words != words_now),
+               ("the prompt", prompt != prompt_now)]
+    return [what for what, differs in changed if differs]
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _note(result: dict, changes: list[str]) -> str | None:
+    """Why the texts shown are not this setup's finished pair: the writing was cut short, or the setup changed."""
+    earlier = f" They are from the earlier setup: since then {_listed(changes)} changed." if changes else ""
+    if not result["finished"]:
+        counts = {name: len(result[name]) for name in ("float", "quantized")}
+        asked = result["request"][1]
+        if counts["float"] == counts["quantized"]:
+            written = (f"after {counts['float']:,} of {asked:,} words" if counts["float"]
+                       else "before either model wrote a word")
+        else:
+            written = (f"when float had written {counts['float']:,} of {asked:,} words and quantized "
+                       f"{counts['quantized']:,}")
+        return (f"The writing stopped {written}, because the page reran (a tab switch or a change in the sidebar) "
+                f"before it finished; what was written until then is kept below.{earlier} Press Generate to "
+                "write it again.")
+    if changes:
+        return (f"These texts were written with an earlier setup: since then {_listed(changes)} changed. Press "
+                "Generate to write them with this one.")
+    return None
+
+
+def _write(setup: Setup, request: tuple, boxes: dict, **kwargs) -> dict:
+    """Both models write at once (a thread each) and the page shows their words as they come.
+
+    A rerun of the page (a tab switch, a change in the sidebar) stops the script inside this loop: Streamlit
+    raises its own exception at the next box update. The words written until then stay in the session, in the
+    record put there before the first word, marked unfinished, and the exception goes on its way. The record is
+    changed in place, never stored again: once the stop is requested, Streamlit raises once more at every
+    access to the session state from this run, so a write in a ``finally`` would never land."""
+    steps = generate_side_by_side({"float": setup.model, "quantized": setup.quantized}, setup.dictionary, **kwargs)
+    earlier = st.session_state.get(RESULT)
+    record = {"float": [], "quantized": [], "seconds": {}, "request": request, "label": setup.spec.label,
+              "finished": False, "first_difference": None}
+    st.session_state[RESULT] = record
+    texts, seconds = {name: record[name] for name in boxes}, record["seconds"]
+    try:
+        with contextlib.closing(steps):  # closed however the loop ends: the writing threads stop
+            shown = time.perf_counter()
+            for step in steps:
+                if step.word is None:
+                    seconds[step.model] = step.seconds
+                else:
+                    texts[step.model].append(step.word)
+                # One page update per 0.25 s for both texts, not a message per word: redrawing
+                # costs the browser, which shares the machine with the models on a laptop demo.
+                if step.word is None or time.perf_counter() - shown >= 0.25:
+                    for name, box in boxes.items():
+                        box.markdown("".join(_markdown_word(w) for w in texts[name]))
+                    shown = time.perf_counter()
+    except ScriptControlException:
+        raise  # a rerun or a stop: the record keeps what was written, unfinished
+    except Exception:
+        st.session_state[RESULT] = earlier  # an error, not a rerun: nothing is kept as if merely cut short
+        raise
+    finally:
+        record["first_difference"] = first_difference(record["float"], record["quantized"])
+    record["finished"] = True
+    return record
+
+
 def render(setup: Setup) -> None:
     if setup.dictionary is None:
         st.info(setup.missing)
@@ -43,42 +129,36 @@ def render(setup: Setup) -> None:
         st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
     request = (setup.variant.key, int(words), float(temperature), setup.seed, prompt)
     pressed = st.button("Generate", key="gen_go", type="primary")
+    result = None if pressed else st.session_state.get(RESULT)
+    changes = _changes(result, request, setup.spec.label) if result else []
+    note = st.empty()  # above the texts: why they are not this setup's finished pair, when they are not
     left, right = st.columns(2)
     left.markdown("**float**")
-    right.markdown(f"**quantized ({setup.spec.label})**")
+    right.markdown(f"**quantized ({result['label'] if result and changes else setup.spec.label})**")
     float_box, quant_box = left.empty(), right.empty()
     if pressed:
-        # Both models write at once (a thread each) and the page shows their words as they come;
-        # the finished pair is then shown with where it parts and how likely a shared pick was.
-        kwargs = dict(words=int(words), temperature=float(temperature), seed=setup.seed, prompt=prompt)
-        boxes = {"float": float_box, "quantized": quant_box}
-        texts: dict[str, list[str]] = {name: [] for name in boxes}
-        seconds: dict[str, float] = {}
         try:
-            shown = time.perf_counter()
-            for step in generate_side_by_side({"float": setup.model, "quantized": setup.quantized}, setup.dictionary,
-                                              **kwargs):
-                if step.word is None:
-                    seconds[step.model] = step.seconds
-                else:
-                    texts[step.model].append(step.word)
-                # One page update per 0.25 s for both texts, not a message per word: redrawing
-                # costs the browser, which shares the machine with the models on a laptop demo.
-                if step.word is None or time.perf_counter() - shown >= 0.25:
-                    for name, box in boxes.items():
-                        box.markdown("".join(_markdown_word(w) for w in texts[name]))
-                    shown = time.perf_counter()
+            result = _write(setup, request, {"float": float_box, "quantized": quant_box}, words=int(words),
+                            temperature=float(temperature), seed=setup.seed, prompt=prompt)
         except WlmError as exc:
             error(exc, setup)
             return
-        st.session_state["gen_result"] = {**texts, "seconds": seconds, "request": request,
-                                          "first_difference": first_difference(*texts.values())}
-    result = st.session_state.get("gen_result")
-    if not result or result["request"] != request:
+    if not result:
         return
+    if not result["finished"]:  # its writing may still be stopping in the run it began in: take what is there
+        result = {**result, "float": list(result["float"]), "quantized": list(result["quantized"])}
+        result["first_difference"] = first_difference(result["float"], result["quantized"])
+    said = _note(result, changes)
+    if said:
+        note.info(said)
     first = result["first_difference"]
     float_box.markdown(word_html.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
     quant_box.markdown(word_html.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
+    if result["float"] or result["quantized"]:
+        # Markdown, not a caption, whose faded text would draw the marks paler than the texts' own.
+        st.markdown(f"<div style='font-size:0.875rem'>{word_html.paired_legend(first)}</div>", unsafe_allow_html=True)
+    if said:  # the chart replays this setup's models along the texts: only for its own finished pair
+        return
     # Replaying both models along the shared text takes seconds for a long one that never parts (float16).
     with st.spinner("Replaying both models to measure how likely a shared pick was at each step…"):
         agreed = shared_picks(setup.variant, setup.vocabulary, setup.seed, float(temperature), prompt, int(words),

@@ -1,7 +1,10 @@
-"""How surprised a model is by each word of a text: per-word loss, for one model or a float and a quantized one."""
+"""How surprised a model is by each word of a text: per-word loss, for one model or a float and a quantized one, and
+what a long text comes to: the words quantizing changed most, and the mean loss along it."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -34,7 +37,39 @@ def _losses(logits: torch.Tensor, targets: list[int | None]) -> list[float]:
     return [math.nan if t is None else value for t, value in zip(targets, loss.tolist())]
 
 
+class _Scoring(NamedTuple):
+    """A text read for scoring: its words, the ids a model reads (a line break first) and the ids it is
+    scored on (None for an unknown word when the vocabulary has no ``<unk>``)."""
+
+    words: list[str]
+    unknown: list[bool]
+    inputs: list[int]
+    targets: list[int | None]
+
+
+def _read(dictionary: Dictionary, text: str) -> _Scoring:
+    words = text_to_words(text)
+    if not words:
+        raise WlmError("type at least one word to score")
+    if EOS not in dictionary.word2idx:
+        raise WlmError(f"scoring starts after a line break, but this vocabulary has no {EOS} token")
+    eos = dictionary.word2idx[EOS]
+    targets, outside = dictionary.encode(words, strict=False)  # None for an unknown word when there is no <unk>
+    unknown = set(outside)
+    inputs = [eos] + [eos if t is None else t for t in targets[:-1]]
+    return _Scoring(words, [w in unknown for w in words], inputs, targets)
+
+
 @torch.no_grad()
+def _score(model: nn.Module, scoring: _Scoring, threads: int | None = None) -> list[float]:
+    if threads is not None:  # a new thread starts from the last count any thread set: take the caller's
+        torch.set_num_threads(threads)
+    losses: list[float] = []
+    for start, logits, _ in read_chunks(model, scoring.inputs):  # memory follows one chunk, not the text
+        losses.extend(_losses(logits, scoring.targets[start:start + len(logits)]))
+    return losses
+
+
 def word_surprisal(model: nn.Module, dictionary: Dictionary, text: str) -> pd.DataFrame:
     """How surprised ``model`` is by each word of ``text``: -log p(word | the words before it), in nats.
 
@@ -45,28 +80,50 @@ def word_surprisal(model: nn.Module, dictionary: Dictionary, text: str) -> pd.Da
     The text is read ``READ_CHUNK`` words at a time (``generate.read_chunks``), so a long text costs time but
     no more memory than a short one.
     """
-    words = text_to_words(text)
-    if not words:
-        raise WlmError("type at least one word to score")
-    if EOS not in dictionary.word2idx:
-        raise WlmError(f"scoring starts after a line break, but this vocabulary has no {EOS} token")
-    eos = dictionary.word2idx[EOS]
-    targets, outside = dictionary.encode(words, strict=False)  # None for an unknown word when there is no <unk>
-    unknown = set(outside)
-    inputs = [eos] + [eos if t is None else t for t in targets[:-1]]
-    losses: list[float] = []
-    for start, logits, _ in read_chunks(model, inputs):  # memory follows one chunk, not the text
-        losses.extend(_losses(logits, targets[start:start + len(logits)]))
-    return pd.DataFrame({"position": range(len(words)), "word": words,
-                         "unknown": [w in unknown for w in words], "loss": losses})
+    scoring = _read(dictionary, text)
+    return pd.DataFrame({"position": range(len(scoring.words)), "word": scoring.words,
+                         "unknown": scoring.unknown, "loss": _score(model, scoring)})
 
 
 def surprisal_pair(float_model: nn.Module, quantized: nn.Module, dictionary: Dictionary, text: str) -> pd.DataFrame:
     """``word_surprisal`` of both models side by side. Columns: position, word, unknown, loss_float,
-    loss_quant, delta (quantized minus float)."""
-    a = word_surprisal(float_model, dictionary, text)
-    b = word_surprisal(quantized, dictionary, text)
-    table = a.rename(columns={"loss": "loss_float"})
-    table["loss_quant"] = b["loss"]
+    loss_quant, delta (quantized minus float).
+
+    The two models read the text at once, the quantized one in a thread of its own (each at the caller's torch
+    thread count), as ``generate_side_by_side`` writes: with a core each the pair takes as long as the float
+    model alone. Each model's losses are exactly those ``word_surprisal`` gives."""
+    scoring = _read(dictionary, text)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="surprisal-quantized") as pool:
+        quant = pool.submit(_score, quantized, scoring, torch.get_num_threads())
+        try:
+            loss_float = _score(float_model, scoring)
+        finally:
+            loss_quant = quant.result()  # waited for either way, and its error raised here
+    table = pd.DataFrame({"position": range(len(scoring.words)), "word": scoring.words, "unknown": scoring.unknown,
+                          "loss_float": loss_float, "loss_quant": loss_quant})
     table["delta"] = table["loss_quant"] - table["loss_float"]
     return table
+
+
+def most_changed(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` words of a ``surprisal_pair`` table whose loss quantizing changed most (by size, ties in text
+    order), largest first; words without a loss are left out."""
+    known = table[table["delta"].notna()]
+    ranked = known.assign(change=known["delta"].abs()).sort_values(["change", "position"], ascending=[False, True])
+    return ranked.drop(columns="change").head(n).reset_index(drop=True)
+
+
+def surprise_along(table: pd.DataFrame, bins: int) -> pd.DataFrame:
+    """A ``surprisal_pair`` table as at most ``bins`` runs of consecutive words of one length (the last may be
+    shorter), each with the mean loss of its words under either model (words without a loss left out; NaN for
+    a run with none). Columns: first, last (0-based positions), words, loss_float, loss_quant, delta."""
+    if bins < 1:
+        raise ValueError("bins must be at least 1")
+    width = max(1, math.ceil(len(table) / bins))
+    run = table["position"].to_numpy() // width
+    grouped = table.groupby(run, sort=True)
+    out = pd.DataFrame({"first": grouped["position"].min(), "last": grouped["position"].max(),
+                        "words": grouped["position"].size(),
+                        "loss_float": grouped["loss_float"].mean(), "loss_quant": grouped["loss_quant"].mean()})
+    out["delta"] = out["loss_quant"] - out["loss_float"]
+    return out.reset_index(drop=True)

@@ -74,9 +74,10 @@ def same_pick_chart(agreement: Agreement, temperature: float = 1.0) -> Figure:
     # The y axis runs up to 100 % from at most 90 %: odds a millionth apart (float16) stay a flat line
     # at the top instead of being stretched into a zigzag across the whole chart.
     low = min(0.9, math.floor(10 * min(agreement.same_pick, default=1.0)) / 10)
+    # From the first word to the last step measured, in every layer: a layer without it would add zero.
+    x_scale = alt.Scale(domain=[1, max(len(steps), 2)], nice=False, zero=False)
     base = alt.Chart(steps).encode(
-        x=alt.X("word:Q", title="word", axis=alt.Axis(tickMinStep=1, format="d"),
-                scale=alt.Scale(domain=[0, max(len(steps), 5)])),
+        x=alt.X("word:Q", title="word", axis=alt.Axis(tickMinStep=1, format="d"), scale=x_scale),
         y=alt.Y("same_pick:Q", title="same pick", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[low, 1])),
         tooltip=["word", alt.Tooltip("same_pick:Q", format=".1%", title="same pick"), "texts"],
     )
@@ -88,6 +89,6 @@ def same_pick_chart(agreement: Agreement, temperature: float = 1.0) -> Figure:
     layers = [line, points]
     if parted:
         rule = alt.Chart(pd.DataFrame({"word": [agreement.first_difference + 1]})).mark_rule(
-            color=QUANTIZED, strokeDash=[4, 3]).encode(x="word:Q")
+            color=QUANTIZED, strokeDash=[4, 3]).encode(x=alt.X("word:Q", scale=x_scale))
         layers.insert(0, rule)
     return Figure(readable(alt.layer(*layers).properties(height=HEIGHT)), same_pick_takeaway(agreement, temperature))
