@@ -25,11 +25,13 @@ from ui.setup import (
     Setup,
     corpus_panel,
     init_from_query_params,
-    opening_tab,
+    link_params,
+    open_tabs,
     resolve_setup,
     sidebar,
     with_corpus,
 )
+from ui.widgets import fit_narrow_screens
 from wlm import hosting
 from wlm.errors import WlmError
 
@@ -69,6 +71,7 @@ def main() -> None:
     if mode.note:
         st.sidebar.info(mode.note)
     use_one_thread()
+    fit_narrow_screens()
     init_from_query_params(hosted)
     config, spec = sidebar(hosted)
     try:
@@ -81,9 +84,11 @@ def main() -> None:
     if setup is None:
         corpus_panel(hosted)  # the sidebar still says where the corpus is, or how to get it
         return
-    tabs = dict(zip(TABS, st.tabs(list(TABS), default=opening_tab(list(TABS)))))
+    tabs = open_tabs(list(TABS))
+    (open_title,) = [title for title, tab in tabs.items() if tab.open]
+    link_params(config, open_title)
     draw(tabs["Model"], model_tab, setup)
-    setup = with_corpus(setup)  # the Model tab needs no corpus, so it is drawn before one is read
+    setup = with_corpus(setup)
     for title, module in list(TABS.items())[1:]:
         draw(tabs[title], module, setup)
 

@@ -30,6 +30,12 @@ def run_app(query: dict | None = None) -> AppTest:
     return at.run()
 
 
+def open_tab(at: AppTest, title: str) -> AppTest:
+    """Click tab ``title`` and let the page rerun: only the open tab runs."""
+    at.session_state["open_tab"] = title
+    return at.run()
+
+
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]

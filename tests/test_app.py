@@ -11,18 +11,27 @@ from wlm.evaluate import evaluate
 from wlm.generate import generate
 from wlm.quantize import PRESETS
 
-from apptest import assert_clean, charts_of, run_app, size_table, takeaways
+from apptest import assert_clean, charts_of, open_tab, run_app, size_table, takeaways
 
-BUTTONS = ["gen_go", "speed_go", "sweep_go", "kl_go", "sqnr_go", "trade_go", "bits_go", "bits_text_go"] + [
-    "walk_next"] * 7  # every card
+TITLES = ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply", "Fewer bits", "Walkthrough"]
+# Every button of every tab, by tab: only the open tab runs, so each tab is opened before its buttons are pressed.
+BUTTONS = {"Model": [], "Generate": ["gen_go"], "Speed & accuracy": ["speed_go", "sweep_go"],
+           "Fidelity": ["kl_go", "sqnr_go", "trade_go"], "Inside a multiply": [],
+           "Fewer bits": ["bits_go", "bits_text_go"], "Walkthrough": ["walk_next"] * 7}  # every card
+
+
+def open_tab_index(at) -> int:
+    """The position of the one tab whose code ran this time (the others are there, and empty)."""
+    (shown,) = [i for i, tab in enumerate(at.tabs) if tab.children]
+    return shown
 
 
 def test_first_render_shows_every_section_and_the_size_chart(app_env):
     at = run_app()
     assert_clean(at)
-    assert [t.label for t in at.tabs] == ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply",
-                                          "Fewer bits", "Walkthrough"]
-    assert len(charts_of(at)) >= 2  # size per part, next word
+    assert [t.label for t in at.tabs] == TITLES
+    assert at.session_state["open_tab"] == "Model" and open_tab_index(at) == 0  # no tab in the link: Model
+    assert len(charts_of(at)) >= 1  # size per part
     assert len(takeaways(at)) >= len(charts_of(at))
     table = size_table(at)
     # The default is the tutorial's setup: LSTM and Linear shrink, the embedding stays float.
@@ -34,22 +43,38 @@ def test_first_render_shows_every_section_and_the_size_chart(app_env):
     printed = [t.value for t in at.tabs[0].text]
     assert printed[0].startswith("LSTMModel(") and "(rnn): LSTM(" in printed[0]
     assert "DynamicQuantizedLSTM" in printed[1] and "DynamicQuantizedLinear" in printed[1]
+    # Every other section renders when its tab is opened, each chart with its takeaway; Fidelity's next word.
+    for i, title in enumerate(TITLES[1:], start=1):
+        open_tab(at, title)
+        assert_clean(at)
+        assert open_tab_index(at) == i, title
+        assert len(takeaways(at)) >= len(charts_of(at)), title
+        if title == "Fidelity":
+            assert len(charts_of(at)) >= 1  # next word
 
 
 def test_every_button_of_every_section_runs_without_error(app_env):
     at = run_app()
-    for key in BUTTONS:
-        at.button(key=key).click()
-        at.run()
+    charts = {}
+    for i, (title, keys) in enumerate(BUTTONS.items()):
+        open_tab(at, title)
         assert_clean(at)
-    # Size per part, next word, size, throughput, thread sweep, KL, SQNR, histogram and trade-off charts are all
-    # there now (the Walkthrough shows tables and printed output, no charts); Next went through all eight cards.
-    assert len(charts_of(at)) >= 9
-    assert at.query_params["step"] in ("8", ["8"])
-    assert len(takeaways(at)) >= len(charts_of(at))
-    speed = at.tabs[2].dataframe[0].value
-    assert list(speed["variant"]) == ["fp32", "tutorial"]
-    assert speed.loc[1, "size_mb"] < speed.loc[0, "size_mb"]
+        for key in keys:
+            at.button(key=key).click()
+            at.run()
+            assert_clean(at)
+        assert len(takeaways(at)) >= len(charts_of(at)), title
+        charts[title] = len(charts_of(at))
+        if title == "Speed & accuracy":
+            speed = at.tabs[i].dataframe[0].value
+            assert list(speed["variant"]) == ["fp32", "tutorial"]
+            assert speed.loc[1, "size_mb"] < speed.loc[0, "size_mb"]
+        if title == "Walkthrough":
+            assert at.query_params["step"] in ("8", ["8"])  # Next went through all eight cards
+    # Size per part (Model); size, throughput and thread sweep (Speed & accuracy); next word, KL, SQNR, histogram
+    # and trade-off (Fidelity) charts are all there now (the Walkthrough shows tables and printed output, no charts).
+    assert charts["Model"] >= 1 and charts["Speed & accuracy"] >= 3 and charts["Fidelity"] >= 5, charts
+    assert sum(charts.values()) >= 9, charts
 
 
 def test_a_shared_link_opens_the_same_setup(app_env):
@@ -104,7 +129,10 @@ def test_a_pth_by_path_uses_the_corpus_vocabulary(app_env, tmp_path):
     path.write_bytes(_pth_bytes(app_env["model"]))
     at = run_app({"src": "path", "pth": str(path)})
     assert_clean(at)
-    assert len(charts_of(at)) >= 2
+    assert len(charts_of(at)) >= 1  # the Model tab's size per part
+    open_tab(at, "Fidelity")
+    assert_clean(at)
+    assert len(charts_of(at)) >= 1  # next word: the .pth's words are the corpus's
     at.sidebar.text_input(key="path").set_value(str(tmp_path / "missing.pth")).run()
     assert not at.exception and any("does not exist" in e.value for e in at.error)
 
@@ -116,7 +144,10 @@ def test_without_a_corpus_the_model_and_generation_still_work(app_env, monkeypat
     assert any("No corpus found" in w.value and "the folder WLM_DATA_DIR names" in w.value and "unset it" in w.value
                for w in at.sidebar.warning)
     assert len(charts_of(at)) >= 1
+    open_tab(at, "Speed & accuracy")
+    assert not at.exception and not at.error
     assert any("No corpus found" in i.value for i in at.info)  # the speed section says what is missing
+    open_tab(at, "Generate")
     at.button(key="gen_go").click().run()
     assert not at.exception and len(at.session_state["gen_result"]["float"]) == 100
 
@@ -163,7 +194,10 @@ def test_with_nothing_set_the_bundled_model_and_corpus_serve_the_app(monkeypatch
     assert_clean(at)
     assert any(c.value.startswith("Corpus: Wikitext-2, bundled (33,278 words, 245,569 test tokens)")
                for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
-    assert not at.sidebar.warning and not any("No corpus" in i.value for i in at.info)
+    for title in TITLES:  # no section says a corpus is missing
+        open_tab(at, title)
+        assert_clean(at)
+        assert not at.sidebar.warning and not any("No corpus" in i.value for i in at.info), title
 
 
 def test_a_corpus_that_is_not_utf8_is_one_clear_message(app_env, monkeypatch, tmp_path):

@@ -53,8 +53,9 @@ def _chart_heights(page) -> list[float]:
     return page.evaluate(f"() => ({VISIBLE_CHARTS})().map(e => e.getBoundingClientRect().height)")
 
 
-def tour(url: str, shots: Path, tabs: dict[str, list[str]] = BUTTONS) -> dict[str, list[float]]:
-    """Open every tab of the app at ``url`` at 1280x720, press its buttons and save screenshots
+def tour(url: str, shots: Path, tabs: dict[str, list[str]] = BUTTONS,
+         viewport: dict = VIEWPORT) -> dict[str, list[float]]:
+    """Open every tab of the app at ``url`` in a ``viewport`` window, press its buttons and save screenshots
     (``shots``/tab-<name>-<screen>.png, and walkthrough-<step>-<screen>.png per card).
 
     Returns the heights of the charts each tab shows."""
@@ -63,7 +64,7 @@ def tour(url: str, shots: Path, tabs: dict[str, list[str]] = BUTTONS) -> dict[st
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
+            page = browser.new_page(viewport=viewport)
             page.set_default_timeout(TIMEOUT_MS * 2)
             page.goto(url)
             page.get_by_role("tab").first.wait_for()

@@ -16,7 +16,7 @@ from wlm import threads as wlm_threads
 from wlm.cache import in_use, prune
 from wlm.threads import num_threads, rest_at
 
-from apptest import assert_clean, run_app
+from apptest import assert_clean, open_tab, run_app
 from conftest import wait_until
 
 
@@ -50,7 +50,7 @@ def test_a_page_in_the_queue_is_told_its_place_as_it_moves_up(hosted, infos):
     from ui import backend
 
     backend.variant_table.clear()
-    at = run_app()
+    at = run_app({"tab": "speed-accuracy"})
     assert_clean(at)
     release_first, release_second = threading.Event(), threading.Event()
 
@@ -235,12 +235,18 @@ def test_a_tab_that_fails_is_one_line_in_that_tab_and_the_others_still_draw(host
 
     monkeypatch.setattr(generate_tab, "render", broken)
     at = run_app()
+    assert not at.exception and not at.tabs[0].error  # the tab before the broken one
+    open_tab(at, "Generate")
     assert not at.exception
     errors = [e.value for e in at.tabs[1].error]
     assert len(errors) == 1 and "RuntimeError" in errors[0] and "other tabs still work" in errors[0]
     assert "/srv" not in errors[0] and "second line" not in errors[0]
-    assert not at.tabs[0].error and not at.tabs[2].error
-    assert at.slider(key="speed_tokens").max > 0  # the tabs after the broken one were drawn
+    # The tabs after the broken one are still drawn, each opened in turn.
+    open_tab(at, "Speed & accuracy")
+    assert not at.exception and not at.tabs[2].error
+    assert at.slider(key="speed_tokens").max > 0
+    open_tab(at, "Walkthrough")
+    assert not at.exception and not at.tabs[6].error
     assert any(b.key == "walk_next" for b in at.tabs[6].button)
 
 
@@ -260,11 +266,13 @@ def test_hosted_messages_name_no_server_path(hosted, monkeypatch, tmp_path):
     missing = tmp_path / "nowhere" / "wikitext-2"
     monkeypatch.setenv("WLM_DATA_DIR", str(missing))
     at = run_app()
-    assert not at.exception
-    shown = [w.value for w in at.sidebar.warning] + [i.value for i in at.info]
-    assert any("WLM_DATA_DIR" in text for text in shown)
-    assert not any(str(tmp_path) in text for text in shown)
-    assert not [b for b in at.sidebar.button if "Download" in b.label]  # a visitor cannot make the server download
+    for title in [t.label for t in at.tabs]:  # whichever tab is open
+        open_tab(at, title)
+        assert not at.exception
+        shown = [w.value for w in at.sidebar.warning] + [i.value for i in at.info]
+        assert any("WLM_DATA_DIR" in text for text in shown), title
+        assert not any(str(tmp_path) in text for text in shown), title
+        assert not [b for b in at.sidebar.button if "Download" in b.label]  # a visitor cannot make it download
 
 
 def test_a_laptop_shows_its_own_paths(app_env, monkeypatch, tmp_path):

@@ -13,7 +13,7 @@ from streamlit.elements.alert import AlertMixin
 
 from wlm import hosting
 
-from apptest import assert_clean, charts_of, run_app
+from apptest import assert_clean, charts_of, open_tab, run_app
 
 SECRET = "/etc/passwd"
 NEXT = hosting.waiting_message(1)  # what a page first in the queue says
@@ -40,7 +40,11 @@ def test_hosted_offers_uploads_only_one_thread_and_hides_error_details(hosted):
     assert_clean(at)
     assert at.sidebar.radio(key="source").options == ["Bundled model", "Upload a checkpoint"]
     assert not at.sidebar.slider and at.session_state["threads"] == 1
-    assert at.query_params["threads"] in ("1", ["1"])
+    assert "threads" not in at.query_params  # the Model tab reads no thread count, so its link names none
+    for title in ("Speed & accuracy", "Fidelity"):  # the tabs that read it: their link says one thread
+        open_tab(at, title)
+        assert_clean(at)
+        assert at.query_params["threads"] in ("1", ["1"]), title
     assert any(c.value.startswith("Threads: 1. This server is shared") for c in at.sidebar.caption)
     assert st.get_option("client.showErrorDetails") == "none"
 
@@ -62,7 +66,11 @@ def test_a_path_link_opens_the_bundled_model_and_never_touches_the_path(hosted, 
     assert_clean(at)
     assert at.sidebar.radio(key="source").value == "bundled"
     assert any(i.value == hosting.PATH_NOTE for i in at.info)
-    assert len(charts_of(at)) >= 2  # the bundled model's sections are all there
+    assert len(charts_of(at)) >= 1  # the bundled model's sections are all there: the Model tab's size per part,
+    assert "pth" not in at.query_params and at.query_params["src"] in ("bundled", ["bundled"])
+    open_tab(at, "Fidelity")
+    assert_clean(at)
+    assert len(charts_of(at)) >= 1  # and the Fidelity tab's next word
     assert "pth" not in at.query_params and at.query_params["src"] in ("bundled", ["bundled"])
     at.sidebar.radio(key="source").set_value("upload").run()
     assert not any(i.value == hosting.PATH_NOTE for i in at.info)  # the note goes once another source is chosen
@@ -101,21 +109,27 @@ def test_token_requests_are_bounded_on_a_shared_server(hosted, monkeypatch):
     # The tiny corpus has fewer test tokens than the real bound; smaller bounds show the same rule.
     monkeypatch.setattr(hosting, "MAX_TOKENS", 40)
     monkeypatch.setattr(hosting, "MAX_SWEEP_TOKENS", 7)
-    at = run_app()
-    assert_clean(at)
     total = len(hosted["corpus"].test)
     assert total > 40
-    assert at.slider(key="speed_tokens").max == 40 and at.slider(key="fid_tokens").max == 40
+    at = run_app({"tab": "speed-accuracy"})
+    assert_clean(at)
+    assert at.slider(key="speed_tokens").max == 40
     notes = [c.value for c in at.caption if "at most 40 tokens per request" in c.value]
-    assert len(notes) == 2 and "so no one waits long" in notes[0]
+    assert len(notes) == 1 and "so no one waits long" in notes[0]
     assert any("on 7 tokens" in c.value for c in at.caption)  # the thread sweep
+    open_tab(at, "Fidelity")
+    assert_clean(at)
+    assert at.slider(key="fid_tokens").max == 40
+    assert len([c.value for c in at.caption if "at most 40 tokens per request" in c.value]) == 1
     assert any(c.value.startswith("Every preset on 40 test tokens") for c in at.caption)  # the trade-off
 
 
 def test_a_laptop_measures_the_whole_test_split(app_env, monkeypatch):
     monkeypatch.delenv("WLM_HOSTED", raising=False)
-    at = run_app()
+    at = run_app({"tab": "speed-accuracy"})
     assert at.slider(key="speed_tokens").max == len(app_env["corpus"].test)
+    assert not any("tokens per request" in c.value for c in at.caption)
+    open_tab(at, "Fidelity")
     assert not any("tokens per request" in c.value for c in at.caption)
 
 
@@ -133,7 +147,7 @@ def test_a_measurement_behind_another_sessions_says_why_it_waits(hosted, monkeyp
 
     monkeypatch.setattr(AlertMixin, "info", info)
     backend.variant_table.clear()
-    at = run_app()
+    at = run_app({"tab": "speed-accuracy"})
     assert_clean(at)
     assert NEXT not in infos  # nobody else measured: no word of waiting
 
@@ -161,7 +175,7 @@ def test_a_measurement_behind_another_sessions_says_why_it_waits(hosted, monkeyp
     assert any("waited for another visitor's" in c.value for c in at.tabs[2].caption)
 
     # A second session gets the same result from the cache: it never waits, and says nothing of waiting.
-    again = run_app()
+    again = run_app({"tab": "speed-accuracy"})
     again.button(key="speed_go").click().run()
     assert_clean(again)
     assert list(again.tabs[2].dataframe[0].value["variant"]) == ["fp32", "tutorial"]

@@ -16,7 +16,7 @@ from wlm.next_word import next_words_pair
 from wlm.quantize import PRESETS, quantize
 from wlm.surprisal import text_to_words, word_surprisal
 
-from apptest import assert_clean, run_app, takeaways
+from apptest import assert_clean, open_tab, run_app, takeaways
 from conftest import REPO, tiny_model
 
 GENERATE_TAB, FIDELITY_TAB = 1, 3
@@ -241,7 +241,7 @@ def _long_prompt(head_words: int) -> tuple[str, str]:
 def test_a_shared_server_scores_only_the_first_words_of_a_long_text(hosted, monkeypatch):
     monkeypatch.setattr(hosting, "MAX_TEXT_WORDS", 50)
     text = " ".join(f"{w}" for _ in range(500) for w in "the cat sat on the mat and the dog ran".split())
-    at = run_app()
+    at = run_app({"tab": "fidelity"})
     at.text_area(key="sur_text").set_value(text).run()
     assert_clean(at)
     assert _scored_words(at) == text.split()[:50]
@@ -253,7 +253,7 @@ def test_a_shared_server_scores_only_the_first_words_of_a_long_text(hosted, monk
 def test_a_shared_server_cuts_a_long_text_at_the_character_bound_between_words(hosted, monkeypatch):
     monkeypatch.setattr(hosting, "MAX_TEXT_CHARS", 60)
     text = "the cat sat on the mat\nand the dog ran on the log " * 300
-    at = run_app()
+    at = run_app({"tab": "fidelity"})
     at.text_area(key="sur_text").set_value(text).run()
     assert_clean(at)
     kept = text[:60].rsplit(" ", 1)[0]  # 60 characters end inside a word, which is left out
@@ -269,7 +269,7 @@ def test_a_shared_server_continues_only_the_first_words_of_a_long_prompt(hosted,
     model, dictionary = hosted["model"], hosted["corpus"].dictionary
     expected = list(generate(model, dictionary, words=10, temperature=0, prompt=head))
     assert expected != list(generate(model, dictionary, words=10, temperature=0, prompt=prompt))
-    at = run_app()
+    at = run_app({"tab": "generate"})
     at.slider(key="gen_temperature").set_value(0.0)
     at.number_input(key="gen_words").set_value(10)
     at.text_input(key="gen_prompt").set_value(prompt)
@@ -288,7 +288,7 @@ def test_a_shared_server_predicts_the_next_word_after_the_first_words_of_a_long_
     quant = quantize(model, PRESETS["tutorial"])
     expected, whole = (_next_word_takeaway(model, quant, dictionary, p) for p in (head, prompt))
     assert expected != whole
-    at = run_app()
+    at = run_app({"tab": "fidelity"})
     at.text_input(key="fid_prompt").set_value(prompt).run()
     assert_clean(at)
     shown = takeaways(at)
@@ -298,7 +298,7 @@ def test_a_shared_server_predicts_the_next_word_after_the_first_words_of_a_long_
 
 
 def test_no_request_generates_more_words_than_the_app_offers(hosted):
-    at = run_app()
+    at = run_app({"tab": "generate"})
     at.number_input(key="gen_words").set_value(MAX_APP_WORDS + 500)  # what a script may send
     at.button(key="gen_go").click().run()
     assert_clean(at)
@@ -309,20 +309,23 @@ def test_a_laptop_reads_a_long_text_and_prompts_whole(laptop):
     model, dictionary = laptop["model"], laptop["corpus"].dictionary
     text = " ".join(f"{w}" for _ in range(500) for w in "the cat sat on the mat and the dog ran".split())
     prompt, _ = _long_prompt(20)
-    at = run_app()
+    at = run_app({"tab": "fidelity"})
     at.text_area(key="sur_text").set_value(text)
-    at.text_input(key="fid_prompt").set_value(prompt)
+    at.text_input(key="fid_prompt").set_value(prompt).run()
+    assert_clean(at)
+    assert f"{len(text.split()):,} words are too many to shade one by one" in " ".join(  # all of them, summed up
+        c.value for c in at.tabs[FIDELITY_TAB].caption)
+    quant = quantize(model, PRESETS["tutorial"])
+    whole = _next_word_takeaway(model, quant, dictionary, prompt)
+    assert f"**Takeaway:** {whole}" in takeaways(at)
+    assert not _notes(at, FIDELITY_TAB)
+    open_tab(at, "Generate")
     at.slider(key="gen_temperature").set_value(0.0)
     at.number_input(key="gen_words").set_value(10)
     at.text_input(key="gen_prompt").set_value(prompt)
     at.button(key="gen_go").click().run()
     assert_clean(at)
-    assert f"{len(text.split()):,} words are too many to shade one by one" in " ".join(  # all of them, summed up
-        c.value for c in at.tabs[FIDELITY_TAB].caption)
     result = at.session_state["gen_result"]
     assert result["request"][-1] == prompt
     assert result["float"] == list(generate(model, dictionary, words=10, temperature=0, prompt=prompt))
-    quant = quantize(model, PRESETS["tutorial"])
-    whole = _next_word_takeaway(model, quant, dictionary, prompt)
-    assert f"**Takeaway:** {whole}" in takeaways(at)
-    assert not _notes(at, FIDELITY_TAB) and not _notes(at, GENERATE_TAB)
+    assert not _notes(at, GENERATE_TAB)

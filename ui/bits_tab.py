@@ -35,11 +35,11 @@ def _seconds(estimate: float) -> str:
 def render(setup: Setup) -> None:
     st.info(SIMULATED_NOTE)
     c1, c2, c3 = st.columns([3, 2, 2])
-    bits = c1.select_slider("Weight bits", list(SWEEP_BITS), value=4, key="bits_width",
+    bits = c1.select_slider("Weight bits", list(SWEEP_BITS), value=4, key="bits_width", persist_state="page",
                             help="For the text and the histogram; the sweep measures every width from 8 to 2.")
-    scheme = c2.radio("Scale", list(SCHEMES), key="bits_scheme", horizontal=True,
+    scheme = c2.radio("Scale", list(SCHEMES), key="bits_scheme", persist_state="page", horizontal=True,
                       format_func=lambda s: {"per-tensor": "one per tensor", "per-row": "one per row"}[s])
-    embedding = c3.toggle("Round the embedding too", False, key="bits_emb")
+    embedding = c3.toggle("Round the embedding too", False, key="bits_emb", persist_state="page")
 
     st.subheader("Loss against bits")
     if need_corpus(setup):
@@ -85,5 +85,5 @@ def render(setup: Setup) -> None:
     st.subheader(f"A weight on the {bits}-bit grid")
     names = weight_names(setup.model)
     name = st.selectbox("Weight", names, index=names.index("rnn.weight_hh_l0") if "rnn.weight_hh_l0" in names else 0,
-                        key="bits_weight")
+                        key="bits_weight", persist_state="page")
     show(charts.bits_histogram_chart(weight_grid(setup.source, name, bits, scheme)))

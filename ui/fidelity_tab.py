@@ -52,9 +52,10 @@ def render(setup: Setup) -> None:
     if setup.dictionary is not None:
         st.subheader("Next word")
         c1, c2 = st.columns([3, 1])
-        prompt = c1.text_input("Prompt", setup.dictionary.first_known("the history of the"), key="fid_prompt")
+        prompt = c1.text_input("Prompt", setup.dictionary.first_known("the history of the"), key="fid_prompt",
+                               persist_state="page")
         prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c1)
-        k = c2.slider("Top k", 3, 20, 8, key="fid_k")
+        k = c2.slider("Top k", 3, 20, 8, key="fid_k", persist_state="page")
         try:
             show(charts.next_word_chart(next_words(setup.variant, setup.vocabulary, prompt, k)))
         except WlmError as exc:
@@ -71,7 +72,7 @@ def render(setup: Setup) -> None:
         if setup.hosted:
             st.caption(bound_note(hosting.MAX_TOKENS))
         against = st.radio("Float model against", [f"PyTorch {setup.spec.label}", "ONNX Runtime int8"],
-                           horizontal=True, key="fid_engine")
+                           horizontal=True, key="fid_engine", persist_state="page")
         engine = "onnxruntime" if against.startswith("ONNX") else "torch"
         compared = "onnxruntime int8" if engine == "onnxruntime" else setup.spec.label
         request = (setup.variant, setup.split, int(tokens), engine)
@@ -89,12 +90,13 @@ def render(setup: Setup) -> None:
         show(charts.sqnr_chart(sqnr_table(setup.variant)))
         names = list(quantized_weights(setup.quantized))
         if names:
-            name = st.selectbox("Weight for the histogram", names, key="hist_name")
+            name = st.selectbox("Weight for the histogram", names, key="hist_name", persist_state="page")
             show(charts.histogram_chart(histogram(setup.variant, name)))
 
     st.subheader("How surprised is each model?")
     if setup.dictionary is not None:
-        text = st.text_area("Paste any text", "the cat sat on the mat and the dog ran", key="sur_text")
+        text = st.text_area("Paste any text", "the cat sat on the mat and the dog ran", key="sur_text",
+                            persist_state="page")
         text = bounded_text(setup, text, hosting.MAX_TEXT_WORDS, hosting.MAX_TEXT_CHARS)
         try:
             table = surprisal(setup.variant, setup.vocabulary, text)

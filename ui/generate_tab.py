@@ -118,10 +118,11 @@ def render(setup: Setup) -> None:
         st.info(setup.missing)
         return
     c1, c2, c3 = st.columns([2, 1, 3])
-    temperature = c1.slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature")
-    words = c2.number_input("Words", 1, MAX_APP_WORDS, 100, key="gen_words")
+    temperature = c1.slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="gen_temperature",
+                            persist_state="page")
+    words = c2.number_input("Words", 1, MAX_APP_WORDS, 100, key="gen_words", persist_state="page")
     words = min(max(int(words), 1), MAX_APP_WORDS)  # the range bounds the box, not what a script may send
-    prompt = c3.text_input("Prompt (optional)", key="gen_prompt")
+    prompt = c3.text_input("Prompt (optional)", key="gen_prompt", persist_state="page")
     prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c3)
     st.caption(f"Seed {setup.seed} (sidebar). {charts.TICKETS_EXPLAINED}")
     _, unknown = setup.dictionary.encode_prompt(prompt, strict=False)  # only named here, never refused

@@ -45,24 +45,27 @@ def scientific(value: float, fmt: str = SCALE_FORMAT) -> str:
 def _controls(setup: Setup):
     layers = layer_names(setup.model)
     c1, c2, c3 = st.columns([3, 2, 2])
-    layer = c1.selectbox("Layer", layers, index=layers.index("decoder"), format_func=describe_layer, key="mul_layer")
+    layer = c1.selectbox("Layer", layers, index=layers.index("decoder"), format_func=describe_layer, key="mul_layer",
+                         persist_state="page")
     kinds = [PROMPT, POSITION] if setup.test_ids is not None else [PROMPT]
-    kind = c2.radio("Input", kinds, key="mul_kind", horizontal=True)
-    per_channel = c3.toggle("Per-channel weights", False, key="mul_pc",
+    kind = c2.radio("Input", kinds, key="mul_kind", persist_state="page", horizontal=True)
+    per_channel = c3.toggle("Per-channel weights", False, key="mul_pc", persist_state="page",
                             help="One int8 scale per output row instead of one for the whole tensor.")
     c1, c2 = st.columns(2)
     if kind == POSITION:
         last = len(setup.test_ids) - 1
         position = c1.number_input(f"Test position (0–{last:,})", 0, last, min(1000, last), key="mul_pos",
+                                   persist_state="page",
                                    help=f"The float model reads the {DEFAULT_CONTEXT} words before it first.")
         source = ("position", int(position))
     else:
         prompt = c1.text_input("Prompt (its last word is the input)",
                                setup.dictionary.first_known("the history of the", "the cat sat on the"),
-                               key="mul_prompt")
+                               key="mul_prompt", persist_state="page")
         source = ("prompt", prompt)
     second = c2.text_input("A second prompt, to compare run-time scales",
-                           setup.dictionary.first_known("she was born in", "a dog ran"), key="mul_prompt2")
+                           setup.dictionary.first_known("she was born in", "a dog ran"), key="mul_prompt2",
+                           persist_state="page")
     return layer, source, second, per_channel
 
 

@@ -21,7 +21,11 @@ from .widgets import SessionPage
 SOURCES = {"bundled": "Bundled model", "path": "A .pth file by path", "upload": "Upload a checkpoint"}
 CUSTOM = "custom"
 MAX_SEED = 2**31 - 1
-KEPT_PARAMS = ("step", "tab")  # the Walkthrough's card, and the tab a shared link opens on
+OPEN_TAB = "open_tab"  # session state: the open tab's title (Streamlit's own tab state)
+WALKTHROUGH = "Walkthrough"
+# Settings only some tabs read: a link carries them only while one of those tabs is open. The Walkthrough's
+# 'step' is its own (it writes it), and every other setting describes the model every tab works on.
+READ_BY = {"seed": ("Generate", "Fewer bits", WALKTHROUGH), "threads": ("Speed & accuracy", "Fidelity")}
 DEFAULTS = {"source": "bundled", "path": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
             "linear": True, "embedding": False, "embedding_bits": 8, "dtype": "qint8", "per_channel": False,
             "threads": 1, "seed": 0}
@@ -70,11 +74,29 @@ def init_from_query_params(hosted: bool = False) -> None:
     if st.session_state["embedding_bits"] not in (8, 4):
         st.session_state["embedding_bits"] = 8
     st.session_state["threads"] = hosting.THREADS if hosted else min(max(1, st.session_state["threads"]), CPUS)
+    if "seed" in st.query_params and st.session_state["seed"] == DEFAULTS["seed"] != _seed_in_link():
+        st.session_state[SEED_NOTE] = seed_note(st.query_params["seed"])
     if not 0 <= st.session_state["seed"] <= MAX_SEED:  # the seed box's range, for a link that names another
+        st.session_state[SEED_NOTE] = seed_note(st.query_params["seed"])
         st.session_state["seed"] = DEFAULTS["seed"]
     if st.session_state["preset"] in PRESETS and "lstm" not in st.query_params:
         apply_preset()  # a link that names a preset but no toggles means that preset
     sync_preset()
+
+
+SEED_NOTE = "_seed_note"  # session state: why the link's seed was not used
+
+
+def _seed_in_link():
+    try:
+        return int(st.query_params["seed"])
+    except ValueError:
+        return None
+
+
+def seed_note(raw: str) -> str:
+    return (f"The link's seed ({raw[:30]}) is not a whole number from 0 to {MAX_SEED:,}, so seed "
+            f"{DEFAULTS['seed']} is used; choose another in the box.")
 
 
 def tab_slug(title: str) -> str:
@@ -82,17 +104,29 @@ def tab_slug(title: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in title.lower()).split())
 
 
-def opening_tab(titles: list[str]) -> str | None:
-    """The tab a link opens on, fixed for the session: ``?tab=fidelity``, or the Walkthrough for ``?step=N``.
-
-    Only the first tab shown is chosen this way: afterwards the visitor's clicks decide, and switching a
-    tab never reruns the page (a rerun would cut short a generation running in another tab)."""
-    if "_opening_tab" not in st.session_state:
+def open_tabs(titles: list[str]) -> dict:
+    """The tabs, as Streamlit's stateful tabs: only the open one runs, and switching reruns the page. A
+    session's first run opens the tab its link names (``?tab=fidelity``; ``?step=N`` alone means the
+    Walkthrough); afterwards the visitor's clicks decide. Returns {title: tab container}."""
+    if OPEN_TAB not in st.session_state:
         by_slug = {tab_slug(t): t for t in titles}
-        wanted = tab_slug(str(st.query_params.get("tab", "")))
-        walkthrough = "Walkthrough" if "step" in st.query_params and "Walkthrough" in titles else None
-        st.session_state["_opening_tab"] = by_slug.get(wanted, walkthrough)
-    return st.session_state["_opening_tab"]
+        wanted = by_slug.get(tab_slug(str(st.query_params.get("tab", ""))))
+        if wanted is None and "step" in st.query_params and WALKTHROUGH in titles:
+            wanted = WALKTHROUGH
+        st.session_state[OPEN_TAB] = wanted or titles[0]
+    return dict(zip(titles, st.tabs(titles, key=OPEN_TAB, on_change="rerun")))
+
+
+def link_params(config: dict, open_tab: str) -> None:
+    """The address bar, as a link that opens this tab with this setup, and nothing the tab does not read."""
+    shown = {key: value for key, value in config.items() if key in DEFAULTS
+             and (key != "path" or config["source"] == "path")
+             and open_tab in READ_BY.get(key, (open_tab,))}
+    params = {link_name(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in shown.items()}
+    params["tab"] = tab_slug(open_tab)
+    if open_tab == WALKTHROUGH and "step" in st.query_params:
+        params["step"] = st.query_params["step"]  # the card on screen: the Walkthrough keeps it current
+    st.query_params.from_dict(params)
 
 
 def link_to_tab(title: str) -> str:
@@ -156,13 +190,12 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
                    "with other visitors' measurements.")
     elif CPUS > 1:
         sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
-    sb.number_input("Seed", 0, MAX_SEED, key="seed", step=1)
+    sb.number_input("Seed", 0, MAX_SEED, key="seed", step=1, on_change=lambda: st.session_state.pop(SEED_NOTE, None),
+                    help=f"A whole number from 0 to {MAX_SEED:,}: the same seed writes the same text.")
+    if st.session_state.get(SEED_NOTE):
+        sb.warning(st.session_state[SEED_NOTE])
     # A widget that was not drawn this run (the path box) has no state; fall back to its default.
     config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
-    # The address bar mirrors the setup, so a copied link opens the same one; the Walkthrough's card stays.
-    st.query_params.from_dict({**{link_name(k): str(v).lower() if isinstance(v, bool) else str(v)
-                                  for k, v in config.items() if k != "path" or config["source"] == "path"},
-                               **{k: st.query_params[k] for k in KEPT_PARAMS if k in st.query_params}})
     return {"upload": upload, "hosted": hosted, **config}, spec_from_state()
 
 

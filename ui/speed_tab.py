@@ -80,10 +80,11 @@ def render(setup: Setup) -> None:
     if setup.hosted:
         st.caption(bound_note(hosting.MAX_TOKENS))
     names = st.multiselect("Variants (the sidebar's setup is always included)", [n for n in PRESETS if n != "fp32"],
-                           default=["tutorial"], key="speed_variants")
+                           default=["tutorial"], key="speed_variants", persist_state="page")
     specs = selected_specs(setup, names)
     with_ort = st.checkbox("Also run ONNX Runtime (its float export and its int8 quantize_dynamic model)",
-                           key="speed_ort", help="Same tokens, same harness and thread count; size is the .onnx file.")
+                           key="speed_ort", persist_state="page",
+                           help="Same tokens, same harness and thread count; size is the .onnx file.")
     engines = ("torch", "onnxruntime") if with_ort else ("torch",)
     request = (setup.source, setup.split, specs, int(tokens), setup.threads, engines)
     table = None

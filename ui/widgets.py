@@ -17,6 +17,20 @@ OWNER = "_queue_owner"  # session state: this session's name in the server's que
 WAITED = "_waited"  # session state: the requests of this session that queued behind another visitor's
 
 
+# Streamlit has no setting for narrow screens: on a phone its tab bar scrolls sideways behind an arrow (the last
+# tabs out of sight) and the title fills half the first screen. Tabs wrap onto a second row there instead.
+NARROW_SCREENS = """<style>
+@media (max-width: 640px) {
+  [data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; overflow: visible; }
+  h1 { font-size: 1.75rem !important; }
+}
+</style>"""
+
+
+def fit_narrow_screens() -> None:
+    st.html(NARROW_SCREENS)
+
+
 def show(figure: Figure) -> None:
     st.altair_chart(figure.chart, width="stretch")
     st.caption(f"**Takeaway:** {figure.takeaway}")
@@ -107,7 +121,8 @@ def token_slider(label: str, total: int, default: int, key: str, help: str | Non
     """A slider over a prefix of the test split, in steps of 100 tokens (of 1 for a tiny split)."""
     step = 100 if total >= 1000 else 1
     low = min(step, total - 1) if step > 1 else 2
-    value = int(st.slider(label, low, total, max(low, min(default, total)), step, key=key, help=help))
+    value = int(st.slider(label, low, total, max(low, min(default, total)), step, key=key, persist_state="page",
+                          help=help))
     # The range bounds the widget, not what a script may send as its value: the server bounds it again.
     return min(max(value, low), total)
 
