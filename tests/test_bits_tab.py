@@ -19,7 +19,7 @@ def _tab(at):
 
 def test_first_render_says_simulated_estimates_and_draws_the_grid(app_env):
     model = app_env["model"]
-    at = run_app()
+    at = run_app({"tab": "fewer-bits"})
     assert_clean(at)
     tab = _tab(at)
     assert tab.info[0].value.startswith("**Simulated.**") and "no int4" in tab.info[0].value
@@ -36,7 +36,7 @@ def test_first_render_says_simulated_estimates_and_draws_the_grid(app_env):
 
 def test_the_sweep_shows_the_cores_losses_and_is_remembered(app_env):
     model, ids = app_env["model"], app_env["corpus"].test
-    at = run_app()
+    at = run_app({"tab": "fewer-bits"})
     at.slider(key="bits_tokens").set_value(TOKENS).run()
     at.button(key="bits_go").click().run()
     assert_clean(at)
@@ -69,7 +69,7 @@ def test_the_sweep_shows_the_cores_losses_and_is_remembered(app_env):
 
 def test_same_seed_texts_of_float_and_the_n_bit_model(app_env):
     model, dictionary = app_env["model"], app_env["corpus"].dictionary
-    at = run_app()
+    at = run_app({"tab": "fewer-bits"})
     at.sidebar.number_input(key="seed").set_value(3).run()
     at.select_slider(key="bits_width").set_value(2).run()
     at.radio(key="bits_scheme").set_value("per-row").run()
@@ -98,6 +98,6 @@ def test_same_seed_texts_of_float_and_the_n_bit_model(app_env):
 
 def test_hosted_mode_bounds_the_sweep(app_env, monkeypatch):
     monkeypatch.setenv("WLM_HOSTED", "1")
-    at = run_app()
+    at = run_app({"tab": "fewer-bits"})
     assert_clean(at)
     assert any("at most 1,200 tokens" in c.value for c in _tab(at).caption)

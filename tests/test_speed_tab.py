@@ -14,7 +14,7 @@ SPEED = 2
 
 def test_onnx_runtime_rows_and_fidelity_beside_pytorch(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("WLM_CACHE_DIR", str(tmp_path / "cache"))
-    at = run_app()
+    at = run_app({"tab": "speed-accuracy"})
     at.checkbox(key="speed_ort").check()
     at.button(key="speed_go").click()
     at.run()

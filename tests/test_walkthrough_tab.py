@@ -199,7 +199,8 @@ def test_the_torchao_note_says_where_and_when_it_was_measured_and_that_it_is_not
 def test_the_full_model_card_is_tables_not_json(trained_tiny, tmp_path, monkeypatch):
     model, corpus = trained_tiny
     card = {"name": "rich card", "recipe": {"optimizer": "adamw", "lr": 0.002, "sparse_embedding": False},
-            "history": [{"epoch": 1, "valid_loss": 5.637529680984498}, {"epoch": 2, "valid_loss": 5.3189}],
+            "history": [{"epoch": 1, "batches": 2984, "valid_loss": 5.637529680984498},
+                        {"epoch": 2, "batches": 2984, "valid_loss": 5.3189}],
             "test_loss_fp32": 5.0834}
     save_bundle(model, corpus.dictionary, tmp_path / "rich", card, dtype=torch.float32)
     monkeypatch.setenv("WLM_MODEL", str(tmp_path / "rich"))
@@ -215,7 +216,8 @@ def test_the_full_model_card_is_tables_not_json(trained_tiny, tmp_path, monkeypa
     assert recipe.to_dict("list") == {"field": ["optimizer", "lr", "sparse_embedding"],
                                       "value": ["adamw", "0.002", "no"]}
     assert config.to_dict("list")["field"] == ["ntoken", "ninp", "nhid", "nlayers", "dropout"]
-    assert history.to_dict("list") == {"epoch": ["1", "2"], "valid_loss": ["5.63753", "5.3189"]}  # a row per epoch
+    assert history.to_dict("list") == {"epoch": ["1", "2"], "valid loss": ["5.638", "5.319"]}  # a row per epoch
+    assert "In every row: batches 2984." in [c.value for c in tab.caption]  # said once, so the table fits a phone
     titles = [m.value for m in tab.markdown if m.value in ("**recipe**", "**config**", "**history**")]
     assert titles == ["**recipe**", "**config**", "**history**"]  # each nested record under its own name
 

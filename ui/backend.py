@@ -29,9 +29,10 @@ from wlm.benchmark import benchmark_variants, thread_sweep, tokens_for_seconds, 
 from wlm.checkpoint import load_checkpoint_bytes, load_model
 from wlm.corpus import Corpus
 from wlm.dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, moved_scores, scales_of
+from wlm.evaluate import reporting_to
 from wlm.fidelity import output_fidelity, weight_histogram, weight_sqnr
 from wlm.generate import Agreement, agreement, generate
-from wlm.lessons import LESSONS, LessonRun, run_lesson
+from wlm.lessons import LESSONS, Lesson, LessonRun, estimate_seconds, lesson_arguments, run_lesson
 from wlm.low_bits import bits_histogram, estimate_sweep_seconds, simulate, sweep
 from wlm.memory import release_memory
 from wlm.model import LoadedModel
@@ -39,7 +40,11 @@ from wlm.next_word import next_words_pair
 from wlm.onnx_engine import onnx_model
 from wlm.onnx_export import export_zip
 from wlm.quantize import PRESETS, QuantSpec, quantize
+from wlm.quantized_file import quantized_bytes
 from wlm.sizes import size_by_part, weights_per_part
+from wlm.static_quant import StaticStudy
+from wlm.static_quant import estimate_seconds as estimate_static_seconds
+from wlm.static_quant import study as static_quant_study
 from wlm.surprisal import surprisal_pair
 from wlm.threads import num_threads, rest_at
 
@@ -98,8 +103,8 @@ Report = Callable[[float, str], None]
 
 
 def tokens_done(report: Report) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback of wlm's measurements, as a report in tokens."""
-    return lambda done, total: report(done / max(total, 1), f"{done:,}/{total:,} tokens")
+    """A ``progress(done, total)`` callback of wlm's measurements, as a report in predictions (N tokens make N - 1)."""
+    return lambda done, total: report(done / max(total, 1), f"{done:,}/{total:,} predictions")
 
 
 @contextlib.contextmanager
@@ -288,6 +293,17 @@ def quantized_sizes(variant: Variant, _page: Page | None = None) -> pd.DataFrame
 def part_sizes(variant: Variant, _page: Page | None = None) -> pd.DataFrame:
     return pd.concat([float_sizes(variant.source, _page=_page), quantized_sizes(variant, _page=_page)],
                      ignore_index=True)
+
+
+@measured(show_spinner=False, max_entries=32)
+def download_size(variant: Variant, _page: Page | None = None) -> int:
+    """Bytes of the quantized model's download file, shown beside its button: the file is made once to be counted
+    and let go (the button makes it again when pressed, in a fraction of a second), so no server holds it."""
+    page = _page or Page()
+    with page_turn(page), page.spinner("Measuring the download file…"):
+        size = len(quantized_bytes(variant.quantized))
+    release_memory()
+    return size
 
 
 @measured(show_spinner=False, max_entries=8)
@@ -502,19 +518,68 @@ def _lesson_names(source: ModelSource | None, vocabulary: Vocabulary | None, cor
     return names
 
 
-def _run_lesson(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
-                seed: int, tokens: int, page: Page | None) -> LessonRun:
+def _lesson_inputs(number: int, source: ModelSource | None, vocabulary: Vocabulary | None,
+                   corpus: CorpusSource | None, seed: int, tokens: int, page: Page | None) -> tuple[dict, dict]:
+    """The names a lesson runs on, and what the lessons it needs gave ({number: values})."""
     # What the lessons it needs gave comes first, from their kept runs: each takes a turn of its own, and one
     # owner waiting for a second turn while holding the first could wait forever.
     earlier = {giver: kept_lesson(*lesson_request(giver, source, vocabulary, corpus, seed, tokens), _page=page).values
                for giver in sorted(set(LESSONS[number - 1].needs.values()))}
-    names = _lesson_names(source, vocabulary, corpus, seed, tokens)
-    if LESSONS[number - 1].timed:
-        with timing_turn(page), num_threads(1):  # alone on the server, on one thread, as the tutorial
-            return run_lesson(number, names, earlier)
-    with page_turn(page):  # lessons make temporary copies: step 5 quantizes, 6 serializes, 8 makes variants
+    return _lesson_names(source, vocabulary, corpus, seed, tokens), earlier
+
+
+@contextlib.contextmanager
+def _lesson_turn(lesson: Lesson, page: Page | None):
+    """A timing runs alone on the server, on one thread, as the tutorial; the other lessons make temporary copies
+    (step 5 quantizes, 6 serializes, 8 makes variants) and take a page's turn."""
+    if lesson.timed:
+        with timing_turn(page), num_threads(1):
+            yield
+    else:
+        with page_turn(page):
+            yield
+
+
+@contextlib.contextmanager
+def _following(lesson: Lesson, seconds: dict[str, float], page: Page | None):
+    """A progress bar over the evaluations the lesson's code makes (its ``EVALUATES``), each weighted by its
+    estimated time: ``wlm.evaluate.reporting_to`` hears every ``evaluate`` call of that code as it runs it."""
+    if not lesson.evaluates:
+        yield
+        return
+    page = page or Page()
+    names = lesson.evaluates
+    weights = [max(seconds.get(name, 0.0), 1e-6) for name in names]
+    last = [0.0]
+    with page.progress("Running the code:") as report:
+        def progress(n: int, done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] < 0.25 and done < total:  # a few updates a second: each costs the timing a little
+                return
+            last[0] = now
+            k = min(n, len(names) - 1)
+            report((sum(weights[:k]) + weights[k] * done / max(total, 1)) / sum(weights),
+                   f"evaluate of `{names[k]}` ({k + 1} of {len(names)}), {done:,}/{total:,} tokens")
+
+        with reporting_to(progress):
+            yield
+
+
+def _run_lesson(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
+                seed: int, tokens: int, page: Page | None, spinner: str | None = None) -> LessonRun:
+    """The lesson run in its turn; while it runs, a progress bar over what it evaluates, else ``spinner`` if any."""
+    lesson = LESSONS[number - 1]
+    page = page or Page()
+    # The estimate (the card asked for it first, so it is cached) weighs each evaluation on the progress bar.
+    seconds = (_lesson_estimate(*lesson_request(number, source, vocabulary, corpus, seed, tokens), _page=page)
+               if lesson.evaluates else {})
+    names, earlier = _lesson_inputs(number, source, vocabulary, corpus, seed, tokens, page)
+    shown = (_following(lesson, seconds, page) if lesson.evaluates else
+             page.spinner(spinner) if spinner else contextlib.nullcontext())
+    with _lesson_turn(lesson, page), shown:
         run = run_lesson(number, names, earlier)
-    release_memory()
+    if not lesson.timed:
+        release_memory()
     return run
 
 
@@ -528,10 +593,11 @@ def kept_lesson(number: int, source: ModelSource | None, vocabulary: Vocabulary 
     return _run_lesson(number, source, vocabulary, corpus, seed, tokens, _page)
 
 
-@measured(show_spinner="Running the lesson's code…", max_entries=32)
+# The page's own spinner, not the cache's: a lesson that evaluates shows its progress bar in that place instead.
+@measured(show_spinner=False, max_entries=32)
 def lesson_result(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
                   seed: int, tokens: int, _page: Page | None = None) -> LessonRun:
-    return _run_lesson(number, source, vocabulary, corpus, seed, tokens, _page)
+    return _run_lesson(number, source, vocabulary, corpus, seed, tokens, _page, spinner="Running the lesson's code…")
 
 
 def lesson_run(number: int, source: ModelSource | None, vocabulary: Vocabulary | None, corpus: CorpusSource | None,
@@ -540,3 +606,101 @@ def lesson_run(number: int, source: ModelSource | None, vocabulary: Vocabulary |
     (``lesson_request``)."""
     cached = kept_lesson if LESSONS[number - 1].kept else lesson_result
     return cached(*lesson_request(number, source, vocabulary, corpus, seed, tokens), _page=_page)
+
+
+@measured(show_spinner="Timing a short probe of each model to estimate the run…", max_entries=32)
+def _lesson_estimate(number: int, source: ModelSource | None, vocabulary: Vocabulary | None,
+                     corpus: CorpusSource | None, seed: int, tokens: int, _page: Page | None = None) -> dict:
+    names, earlier = _lesson_inputs(number, source, vocabulary, corpus, seed, tokens, _page)
+    arguments = lesson_arguments(number, names, earlier)
+    lesson = LESSONS[number - 1]
+    with _lesson_turn(lesson, _page):  # queued, and on the threads, as the run will be
+        return estimate_seconds(lesson, arguments)
+
+
+def lesson_estimate(number: int, source: ModelSource | None, vocabulary: Vocabulary | None,
+                    corpus: CorpusSource | None, seed: int, tokens: int, _page: Page | None = None) -> dict:
+    """For a lesson that ``EVALUATES`` models: about how long each evaluation of its code takes here, {name:
+    seconds}, from a short timed probe of each (``wlm.lessons.estimate_seconds``), before the lesson runs."""
+    return _lesson_estimate(*lesson_request(number, source, vocabulary, corpus, seed, tokens), _page=_page)
+
+
+# --- When int8 pays ---
+# Imported here, with the section, so that this section is all one block of the file.
+from wlm.speedup import Probe, probe, when_int8_pays  # noqa: E402
+
+
+@measured(show_spinner="Timing a short probe to estimate the sweep…", max_entries=8)
+def speedup_probe(source: ModelSource, split: CorpusSource, low: int, high: int,
+                  _page: Page | None = None) -> Probe:
+    """Float's and int8's speed at batches ``low`` and ``high`` and the time to quantize, under the engine in use:
+    what the page estimates any sweep from before it starts. A timing, in the timing turn on one thread (it also
+    quantizes, which must never happen while a sweep has switched the engine)."""
+    with timing_turn(_page), num_threads(1):
+        return probe(source.model, split.ids, (low, high))
+
+
+@measured(show_spinner=False, max_entries=8)
+def speedup_sweep(source: ModelSource, split: CorpusSource, engines: tuple[str, ...], batches: tuple[int, ...],
+                  tokens: int, hosted: bool, again: int = 0, _page: Page | None = None) -> Measured:
+    """``wlm.speedup.when_int8_pays`` (float and int8 at each batch under each engine, and per part) on one thread.
+    Torch's quantized engine is process-wide, so each switch happens inside the timing turn, which no other
+    timing shares; on a shared server the tokens and batches are bounded (``wlm.hosting``). ``again`` counts a
+    session's "measure again" presses."""
+    page = _page or Page()
+    tokens = hosting.bounded_tokens(tokens, hosted, hosting.MAX_SPEEDUP_TOKENS)
+    batches = hosting.bounded_batches(batches, hosted)
+    with timing_turn(page), page.progress("Timing float and int8:") as report:
+        result = when_int8_pays(source.model, split.ids, engines=engines, batches=batches, max_tokens=tokens,
+                                threads=1, progress=lambda label, done, total: report(
+                                    done / max(total, 1), f"{label} ({min(done + 1, total)} of {total})"))
+    release_memory()  # each engine's int8 variant was a temporary copy
+    return Measured(result, time.time(), page.owner)
+
+
+# --- Static or dynamic ---
+
+def static_request(tokens: int, calibration_tokens: int, sizes: tuple[int, ...],
+                   hosted: bool) -> tuple[int, int, tuple[int, ...]]:
+    """Test tokens, calibration tokens and calibration sizes as a shared server serves them (``wlm.hosting``'s
+    bounds, applied to what the server received: a link or a script sends any number)."""
+    calibration = hosting.MAX_STATIC_CALIBRATION_TOKENS
+    return (hosting.bounded_tokens(tokens, hosted, hosting.MAX_STATIC_TOKENS),
+            hosting.bounded_tokens(calibration_tokens, hosted, calibration),
+            tuple(sorted({hosting.bounded_tokens(s, hosted, calibration) for s in sizes})))
+
+
+@measured(show_spinner="Timing a short probe to estimate the measurement…", max_entries=16)
+def static_estimate(source: ModelSource, split: CorpusSource, tokens: int, calibration_tokens: int,
+                    sizes: tuple[int, ...], hosted: bool, _page: Page | None = None) -> dict[str, float]:
+    """About how long each stage of the static-or-dynamic study takes here, {stage: seconds}, from a short probe."""
+    tokens, calibration_tokens, sizes = static_request(tokens, calibration_tokens, sizes, hosted)
+    variant = quantized_variant(source, PRESETS["tutorial"], _page=_page)
+    with page_turn(_page):
+        return estimate_static_seconds(source.model, split.ids, split.corpus.train, max_tokens=tokens,
+                                       calibration_tokens=calibration_tokens, sizes=sizes, threads=hosting.THREADS,
+                                       quantized=variant.quantized)
+
+
+@measured(show_spinner=False, max_entries=8)
+def static_study(source: ModelSource, split: CorpusSource, tokens: int, calibration_tokens: int,
+                 sizes: tuple[int, ...], hosted: bool, _page: Page | None = None) -> StaticStudy:
+    """Static against dynamic on the first ``tokens`` test tokens, calibrated on the training split
+    (``wlm.static_quant.study``), under a progress bar weighted by each stage's estimate."""
+    page = _page or Page()
+    # both take turns of their own, so they come before this one's (the tab asked for both first: cached)
+    weights = static_estimate(source, split, tokens, calibration_tokens, sizes, hosted, _page=page)
+    variant = quantized_variant(source, PRESETS["tutorial"], _page=page)
+    tokens, calibration_tokens, sizes = static_request(tokens, calibration_tokens, sizes, hosted)
+    labels, total = list(weights), max(sum(weights.values()), 1e-9)
+    with heavy_turn(page), page.progress("Measuring") as report:
+        def progress(label: str, done: int, count: int) -> None:
+            before = sum(weights[name] for name in labels[:labels.index(label)]) if label in weights else 0.0
+            report((before + weights.get(label, 0.0) * done / max(count, 1)) / total,
+                   f"{label}: {done:,}/{count:,} tokens")
+
+        found = static_quant_study(source.model, split.ids, split.corpus.train, max_tokens=tokens,
+                                   calibration_tokens=calibration_tokens, sizes=sizes, threads=hosting.THREADS,
+                                   quantized=variant.quantized, progress=progress)
+    release_memory()  # the simulated model's weight codes and the static decoders
+    return found

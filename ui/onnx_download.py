@@ -43,7 +43,8 @@ def render(setup: Setup) -> None:
                        format_func=lambda v: {"int8": "int8 (quantize_dynamic)", "fp32": "fp32 (float)"}[v])
     if not remembered_button(f"Prepare the download for ONNX Runtime ({variant})", "onnx_export",
                              (setup.source, variant)):
-        st.caption("The first export of a model takes up to half a minute on a busy server; after that it is instant.")
+        st.caption("The first press exports the model and has ONNX Runtime quantize it, once per model on this server "
+                   "(a spinner shows while it works); after that the download is ready at once, for every visitor.")
         return
     try:
         prepared = backend.onnx_zip(setup.source, setup.vocabulary, variant, _page=SessionPage())

@@ -7,14 +7,17 @@ card.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
+import pandas as pd
 import streamlit as st
 
 from wlm import hosting
 from wlm.lessons import (
     LESSON_TOKENS,
     LESSONS,
+    PROBE_TOKENS,
     TORCHAO_NOTE,
     Lesson,
     LessonRun,
@@ -24,10 +27,10 @@ from wlm.lessons import (
 )
 from wlm.notebook import NOTEBOOK_FILE, SCRIPT_FILE, ZIP_FILE, walkthrough_zip
 
-from .backend import lesson_run
+from .backend import lesson_estimate, lesson_run
 from .charts import word_html
 from .requests import Setup
-from .setup import link_to_tab
+from .setup import OPEN_TAB, WALKTHROUGH, link_to_tab
 from .widgets import ask, need_corpus
 
 STEP = "walk_step"  # session state and, as 'step', the query parameter
@@ -53,12 +56,69 @@ def _printed(run: LessonRun, setup: Setup, tokens: int) -> None:
     st.code(run.output.rstrip(), language="text", wrap_lines=True)
 
 
+def _value(value, digits: int = 6) -> str:
+    """One value of a model card as a table cell."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):  # 0.5 stays 0.5, 0.0 stays 0.0 (a float), a long loss is cut to a few digits
+        return f"{value:.1f}" if value.is_integer() else f"{value:.{digits}g}"
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(_value, value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CardTable:
+    """One table of a model card: its title (none for the card's plain fields), its rows, and a line above it."""
+
+    title: str
+    table: pd.DataFrame
+    note: str = ""
+
+
+def _records_table(name: str, listed: list[dict]) -> CardTable:
+    """A list of records (the training history) as a row per record, narrow enough for a phone: 4 digits, headers
+    that wrap at their words, and a field with one value in every record said once above the table instead."""
+    cells = [{k: _value(v, 4) for k, v in row.items()} for row in listed]
+    keys = list(dict.fromkeys(k for row in cells for k in row))
+    same = [k for k in keys[1:] if len(cells) > 1 and len({row.get(k) for row in cells}) == 1]
+    table = pd.DataFrame([{k.replace("_", " "): row.get(k, "—") for k in keys if k not in same} for row in cells])
+    note = f"In every row: {', '.join(f'{k} {cells[0][k]}' for k in same)}." if same else ""
+    return CardTable(name, table, note)
+
+
+def card_tables(card: dict) -> list[CardTable]:
+    """A model card as tables a class can read: first the card's plain fields, one row each (field, value); then
+    each record in it (the recipe, the config) as a (field, value) table of its own, and each list of records (the
+    training history) as a table of one row per record. The weights' hash is left out."""
+    fields = {k: v for k, v in card.items() if k != "weights_sha256"}
+    records = {k: v for k, v in fields.items() if isinstance(v, dict) and v}
+    rows = {k: v for k, v in fields.items()
+            if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)}
+    plain = {k: v for k, v in fields.items() if k not in records and k not in rows}
+
+    def pairs(title: str, values: dict) -> CardTable:
+        return CardTable(title, pd.DataFrame({"field": list(values), "value": [_value(v) for v in values.values()]}))
+
+    return ([pairs("", plain)] if plain else []) + [pairs(name, record) for name, record in records.items()] + [
+        _records_table(name, listed) for name, listed in rows.items()]
+
+
 def _facts(run: LessonRun, setup: Setup, tokens: int) -> None:
     facts = run.values["facts"]
     st.table({"": list(facts), "from the card": [str(v) for v in facts.values()]}, hide_index=True)
     if setup.loaded.card:
         with st.expander("The full model card"):
-            st.json({k: v for k, v in setup.loaded.card.items() if k != "weights_sha256"}, expanded=1)
+            for part in card_tables(setup.loaded.card):
+                if part.title:
+                    st.markdown(f"**{part.title}**")
+                if part.note:
+                    st.caption(part.note)
+                st.table(part.table, hide_index=True)
 
 
 def _words(run: LessonRun, setup: Setup, tokens: int) -> None:
@@ -152,10 +212,25 @@ def _names_caption(lesson: Lesson) -> str:
     return ", ".join(parts) + "."
 
 
+def _seconds(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    return f"about {seconds:.1f} s" if seconds < 10 else f"about {seconds:,.0f} s"
+
+
+def _estimate_caption(lesson: Lesson, seconds: dict[str, float], tokens: int) -> str:
+    """What the run will take, before it starts: from a probe of each model the lesson evaluates, timed here."""
+    each = ", ".join(f"`{name}` {_seconds(s)}" for name, s in seconds.items())
+    threads = " on one thread" if lesson.timed else ""
+    return (f":material/timer: Evaluating {_listed([f'`{name}`' for name in seconds])} on {tokens:,} test tokens "
+            f"takes {_seconds(sum(seconds.values()))} here{threads} ({each}), estimated from timing each on its "
+            f"first {min(PROBE_TOKENS, tokens):,} tokens on this machine (the faster of two tries).")
+
+
 def _card(lesson: Lesson, setup: Setup) -> None:
     # Code above its output, each the full width: side by side, a projector would wrap every line of both.
     st.markdown("**The code**")
-    st.code(lesson.code.rstrip(), language="python")
+    st.code(lesson.code.rstrip(), language="python", wrap_lines=True)
     st.caption(_names_caption(lesson))
     if not _ready(lesson, setup):
         return
@@ -163,6 +238,10 @@ def _card(lesson: Lesson, setup: Setup) -> None:
     tokens = (hosting.bounded_tokens(_tokens(len(setup.test_ids), setup.hosted), setup.hosted)
               if "tokens" in lesson.inputs else 0)
     st.markdown("**What it printed, run now**")
+    if lesson.evaluates:
+        seconds = ask(lesson_estimate, lesson.number, setup.source, setup.vocabulary, setup.corpus, setup.seed,
+                      tokens)
+        st.caption(_estimate_caption(lesson, seconds, len(setup.test_ids[:tokens])))
     run = ask(lesson_run, lesson.number, setup.source, setup.vocabulary, setup.corpus, setup.seed, tokens)
     PRESENTERS[lesson.shows](run, setup, tokens)
     st.success(f"**What to notice:** {run.notice}")
@@ -187,7 +266,8 @@ def render(setup: Setup) -> None:
     if STEP not in st.session_state:
         st.session_state[STEP] = step_from(st.query_params.get("step"))
     number = st.session_state[STEP]
-    st.query_params["step"] = str(number)
+    if st.session_state.get(OPEN_TAB, WALKTHROUGH) == WALKTHROUGH:  # the link names a card only of the open tab
+        st.query_params["step"] = str(number)
     lesson = LESSONS[number - 1]
     back, where, forward = st.columns([1, 4, 1], vertical_alignment="center")
     back.button("← Previous", key="walk_prev", on_click=_move, args=(-1,), disabled=number == 1, width="stretch")

@@ -48,6 +48,18 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 MAX_TOKENS = 4_000
 MAX_SWEEP_TOKENS = 1_500
 MAX_BITS_TOKENS = 1_200
+# Static or dynamic (wlm.static_quant): calibration on the training split (the float LSTM and the observers, plus the
+# float decoder for the real static decoders) and 9 simulated variants scored together on the test tokens. With
+# 1,000 test tokens and calibration sizes up to 5,000 the whole request took 12 s on one thread with the 2 cores
+# shared with other work (load average 4); 2,000 and 20,000, the laptop's defaults, took 30 to 40 s.
+MAX_STATIC_TOKENS = 1_000
+MAX_STATIC_CALIBRATION_TOKENS = 5_000
+# When int8 pays times float and int8 at each batch under every engine (4 here), the two taking turns on the same
+# tokens: 16 walks plus 4 quantizations (1 to 4 s each). On 2,000 tokens of the bundled model it took 69 s with the
+# machine busy (load average 10 on 2 cores), qnnpack's int8 (0.3-0.4x float's speed on x86) about half of it; 1,000
+# tokens and batches up to 64 keep it near 30 s there.
+MAX_SPEEDUP_TOKENS = 1_000
+MAX_SPEEDUP_BATCH = 64
 THREADS = 1
 MAX_SWEEP_THREADS = 2  # a hosted thread sweep goes no higher, whatever cores the host has
 
@@ -147,6 +159,16 @@ def bounded_tokens(requested: int, hosted: bool, limit: int | None = None) -> in
     """The tokens a request is served, whatever it asked for: a link or a script sends any number, whatever a
     slider's range allows."""
     return clamp_tokens(requested, MAX_TOKENS if limit is None else limit).tokens if hosted else int(requested)
+
+
+def bounded_batches(batches, hosted: bool, limit: int | None = None) -> tuple[int, ...]:
+    """The batch sizes a request is timed at: on a shared server those of at most ``limit``
+    (``MAX_SPEEDUP_BATCH`` unless given), batch 1 when none is left."""
+    batches = tuple(int(b) for b in batches)
+    if not hosted:
+        return batches
+    limit = MAX_SPEEDUP_BATCH if limit is None else limit
+    return tuple(b for b in batches if b <= limit) or (1,)
 
 
 @dataclass(frozen=True)

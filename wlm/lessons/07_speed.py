@@ -8,6 +8,7 @@ READS = ("model", "corpus", "tokens")
 NEEDS = ("quantized",)
 GIVES = ("results",)
 TIMED = True
+EVALUATES = ("model", "quantized")  # the page times a probe of each first, and follows both with a progress bar
 SHOWS = "speed"
 EXPLAIN = ("The tutorial's evaluation: batch 1, chunks of 25 words, the hidden state carried from chunk to chunk, "
            "on one thread. The loss is the same on every run; the seconds are this machine's, and vary a little "

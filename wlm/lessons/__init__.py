@@ -13,6 +13,10 @@ one to copy). A lesson file declares, at module level:
   first, once, and what they gave is kept for every lesson that needs it.
 - ``GIVES``: the names it hands back, for the page, its notice and later lessons.
 - ``TIMED`` (default False): True for a timing, which runs alone on the server's timing queue, on one thread.
+- ``EVALUATES`` (default none): the names of the models its code passes to ``wlm.evaluate.evaluate`` on the first
+  ``tokens`` of the test split, in the order it evaluates them (step 7's ``("model", "quantized")``). The page
+  estimates the run from a short probe of each (``estimate_seconds``) before it starts, and follows each
+  ``evaluate`` call with a progress bar (``wlm.evaluate.reporting_to``): the code shown is still the code that runs.
 - ``SHOWS``: how the page shows what it gave, one of ``ui.walkthrough_tab.PRESENTERS``: ``printed`` (what it
   printed), ``facts``, ``words``, ``architecture``, ``sizes``, ``speed`` or ``links``; a new way is one presenting
   function there. ``sizes`` and ``speed`` also print their table in the notebook (``wlm.notebook.TABLE_CELLS``).
@@ -42,24 +46,32 @@ from typing import Callable
 import pandas as pd
 from torch import nn
 
+from ..evaluate import evaluate
 from ..model import PARTS
 from ..torch_internals import module_display_name
 
 SETUP_NAMES = ("model", "loaded", "corpus", "dictionary", "seed", "tokens")
 LESSON_TOKENS = 1000  # the test tokens a timed lesson starts on: float and int8 take about 2 s on them here
+PROBE_TOKENS = 250  # the test tokens ``estimate_seconds`` times each model on, twice
 FOLDER = Path(__file__).parent
 LESSON_FILE = re.compile(r"\d\d_\w+\.py")
 
 # The tutorial's own results (its pretrained weights, the full test split, one thread, a MacBook).
 TUTORIAL = {"size_mb": (113.944, 79.738), "loss": (5.167, 5.168), "seconds": (209.2, 114.1)}
 
-# torchao against torch.ao on this machine, measured once (see README, "The tutorial's API is deprecated").
+# torchao against torch.ao, measured once by hand while this project was written (torchao is not a dependency, so
+# the app cannot measure it): the figures and their context are README's section "The tutorial's API is deprecated".
+TORCHAO_MEASURED = {"machine": "the project's development machine (an Intel Xeon with AVX-512 VNNI, nothing else "
+                               "running)", "when": "November 2026", "torch": "2.13", "torchao": "0.18"}
 TORCHAO_NOTE = (
-    "torch 2.13 warns that the tutorial's eager-mode `torch.ao.quantization` will move to torchao, and torchao has "
-    "no `nn.LSTM` support: its `Int8DynamicActivationInt8WeightConfig` quantizes only the decoder and leaves the "
-    "LSTM in float. Measured here on the bundled model (1 thread, first 2,000 test tokens, Intel Xeon with AVX-512 "
-    "VNNI): float 2,031 tok/s, `torch.ao` `quantize_dynamic` of the decoder 3,778 tok/s, torchao 0.18 of the "
-    "decoder 905 tok/s, slower than float — so this demo keeps the tutorial's API.")
+    "torch {torch} warns that the tutorial's eager-mode `torch.ao.quantization` will move to torchao, and torchao "
+    "has no `nn.LSTM` support: its `Int8DynamicActivationInt8WeightConfig` quantizes only the decoder and leaves the "
+    "LSTM in float. On the bundled model (1 thread, the first 2,000 test tokens): float 2,031 tok/s, `torch.ao` "
+    "`quantize_dynamic` of the decoder 3,778 tok/s, torchao of the decoder 905 tok/s, slower than float, for the "
+    "same loss (4.920, 4.922, 4.920). So this demo keeps the tutorial's API.\n\n"
+    "**Not measured live:** these are fixed figures, measured once by hand in {when} on {machine} with torch {torch} "
+    "and torchao {torchao}; torchao is not a dependency of this app, so this server cannot measure them again."
+).format(**TORCHAO_MEASURED)
 
 
 class LessonError(Exception):
@@ -117,6 +129,7 @@ class Lesson:
     needs: dict[str, int]  # name -> the number of the earlier lesson that gives it
     gives: tuple[str, ...]
     timed: bool
+    evaluates: tuple[str, ...]  # the models its code evaluates on the first `tokens` test tokens, in that order
     shows: str
     explain: str
     code: str  # what the card shows: the body of ``function``, less its closing return
@@ -181,8 +194,13 @@ def _lesson(number: int, path: Path, earlier: list[Lesson]) -> Lesson:
     if sorted(parameters) != sorted(reads + needs):
         raise LessonError(f"{path.name}: `lesson` takes {parameters}; READS and NEEDS say {list(reads + needs)}")
     inputs = frozenset(reads).union(*(earlier[n - 1].inputs for n in givers.values()))
+    evaluates = tuple(getattr(module, "EVALUATES", ()))
+    if evaluates and not ({"corpus", "tokens"} <= set(reads) and set(evaluates) <= set(reads + needs)):
+        raise LessonError(f"{path.name} EVALUATES {list(evaluates)}: each must be a name it READS or NEEDS, and it "
+                          "must READ `corpus` and `tokens` (it evaluates the first `tokens` of the test split)")
     return Lesson(number=number, file=path.name, title=module.TITLE, reads=reads, needs=givers, gives=gives,
-                  timed=bool(getattr(module, "TIMED", False)), shows=module.SHOWS, explain=module.EXPLAIN,
+                  timed=bool(getattr(module, "TIMED", False)), evaluates=evaluates, shows=module.SHOWS,
+                  explain=module.EXPLAIN,
                   code=_shown_code(path), function=module.lesson, notice=module.notice, inputs=inputs, kept=False)
 
 
@@ -214,13 +232,10 @@ def _call(lesson: Lesson, arguments: dict) -> tuple[str, dict]:
     return out.getvalue(), given
 
 
-def run_lesson(number: int, names: dict, earlier: dict[int, dict] | None = None, *,
-               lessons: list[Lesson] | None = None) -> LessonRun:
-    """Run lesson ``number`` (1-based) on ``names`` (those of ``SETUP_NAMES`` it reads).
-
-    Lessons it needs are run first unless ``earlier`` already holds what they gave ({number: values}); ``earlier``
-    collects it, so a caller can run step 5 once for steps 6 and 7.
-    """
+def lesson_arguments(number: int, names: dict, earlier: dict[int, dict] | None = None, *,
+                     lessons: list[Lesson] | None = None) -> dict:
+    """What lesson ``number``'s function is called with: its ``READS`` from ``names``, its ``NEEDS`` from what the
+    lessons that give them gave (run first unless ``earlier`` holds it; ``earlier`` collects it)."""
     lessons = LESSONS if lessons is None else lessons
     if not 1 <= number <= len(lessons):
         raise ValueError(f"no lesson {number}; there are {len(lessons)}")
@@ -234,6 +249,35 @@ def run_lesson(number: int, names: dict, earlier: dict[int, dict] | None = None,
         if giver not in earlier:
             earlier[giver] = run_lesson(giver, names, earlier, lessons=lessons).values
         arguments[name] = earlier[giver][name]
+    return arguments
+
+
+def estimate_seconds(lesson: Lesson, arguments: dict, probe_tokens: int = PROBE_TOKENS) -> dict[str, float]:
+    """About how long each model the lesson ``EVALUATES`` takes on the first ``tokens`` of the test split here, on
+    the threads in force: each is timed twice on its first ``probe_tokens`` (after one chunk to warm it up), and
+    the faster time is scaled up (on a shared machine a moment's burst of other work slows one try, not the run)."""
+    test = arguments["corpus"].test[:arguments["tokens"]]
+    probe = test[:probe_tokens + 1]
+    seconds = {}
+    for name in lesson.evaluates:
+        model = arguments[name]
+        evaluate(model, probe, max_tokens=min(len(probe), 26))  # the first call of a model pays for its set-up
+        per_token = min(timed.seconds / max(timed.tokens, 1) for timed in (evaluate(model, probe) for _ in range(2)))
+        seconds[name] = per_token * max(len(test) - 1, 0)
+    return seconds
+
+
+def run_lesson(number: int, names: dict, earlier: dict[int, dict] | None = None, *,
+               lessons: list[Lesson] | None = None) -> LessonRun:
+    """Run lesson ``number`` (1-based) on ``names`` (those of ``SETUP_NAMES`` it reads).
+
+    Lessons it needs are run first unless ``earlier`` already holds what they gave ({number: values}); ``earlier``
+    collects it, so a caller can run step 5 once for steps 6 and 7.
+    """
+    lessons = LESSONS if lessons is None else lessons
+    earlier = {} if earlier is None else earlier
+    arguments = lesson_arguments(number, names, earlier, lessons=lessons)
+    lesson = lessons[number - 1]
     output, given = _call(lesson, arguments)
     earlier[number] = given
     return LessonRun(output, given, lesson.notice({**arguments, **given}))
