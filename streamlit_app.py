@@ -1,7 +1,8 @@
 """Dynamic quantization of an LSTM language model, interactively.
 
 Run with ``streamlit run streamlit_app.py``. This file lays out the sidebar and the tabs; each tab is
-a module in ``ui/``, the measurements come from ``wlm`` and the charts from ``ui/charts``.
+a module in ``ui/``, the measurements come from ``wlm`` and the charts from ``ui/charts``. Only the open tab
+runs: switching tabs reruns the page (Streamlit's stateful tabs).
 """
 from __future__ import annotations
 
@@ -87,10 +88,11 @@ def main() -> None:
     tabs = open_tabs(list(TABS))
     (open_title,) = [title for title, tab in tabs.items() if tab.open]
     link_params(config, open_title)
-    draw(tabs["Model"], model_tab, setup)
-    setup = with_corpus(setup)
-    for title, module in list(TABS.items())[1:]:
-        draw(tabs[title], module, setup)
+    if open_title == "Model":
+        draw(tabs["Model"], model_tab, setup)  # it needs no corpus, so it is drawn before one is read
+    setup = with_corpus(setup)  # the sidebar says where the corpus is, whichever tab is open
+    if open_title != "Model":
+        draw(tabs[open_title], TABS[open_title], setup)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from ui.glossary import HELP
 from wlm.benchmark import COLUMN_NAMES
 
-from apptest import assert_clean, chart_data, run_app
+from apptest import assert_clean, chart_data, open_tab, run_app
 
 SPEED = 2
 
@@ -24,6 +24,7 @@ def test_onnx_runtime_rows_and_fidelity_beside_pytorch(app_env, monkeypatch, tmp
     assert list(speed["engine"]) == ["torch", "torch", "onnxruntime", "onnxruntime"]
     # The float export computes what PyTorch's float model does.
     assert speed.loc[2, "loss"] == pytest.approx(speed.loc[0, "loss"], abs=1e-4)
+    open_tab(at, "Fidelity")
     at.radio(key="fid_engine").set_value("ONNX Runtime int8")
     at.button(key="kl_go").click()
     at.run()

@@ -39,7 +39,7 @@ def render(setup: Setup) -> None:
     if setup.dictionary is None:
         st.info("The ONNX download needs the model's vocabulary. " + setup.missing)
         return
-    variant = st.radio("ONNX variant", VARIANTS, horizontal=True, key="onnx_variant",
+    variant = st.radio("ONNX variant", VARIANTS, horizontal=True, key="onnx_variant", persist_state="page",
                        format_func=lambda v: {"int8": "int8 (quantize_dynamic)", "fp32": "fp32 (float)"}[v])
     if not remembered_button(f"Prepare the download for ONNX Runtime ({variant})", "onnx_export",
                              (setup.source, variant)):

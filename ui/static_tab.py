@@ -83,7 +83,7 @@ def render(setup: Setup) -> None:
     choices = _calibration_choices(setup)
     if len(choices) > 1:
         calibration = right.select_slider(
-            "Calibration tokens (training split)", choices, key="static_calibration",
+            "Calibration tokens (training split)", choices, key="static_calibration", persist_state="page",
             value=max([n for n in choices if n <= DEFAULT_CALIBRATION_TOKENS] or choices[:1]),
             help="The static rows' scales are fixed from this many training tokens; the loss-against-size chart "
                  f"also calibrates on {', '.join(f'{n:,}' for n in CALIBRATION_SIZES)} (as many as the split allows).")
@@ -116,7 +116,7 @@ def render(setup: Setup) -> None:
     st.subheader("Run-time scales against the fixed one")
     points = list(found.points["point"])
     point = st.selectbox("Input of", points, index=points.index("rnn.weight_hh_l0") if "rnn.weight_hh_l0" in points
-                         else 0, format_func=point_label, key="static_point")
+                         else 0, format_func=point_label, key="static_point", persist_state="page")
     show(charts.scales_chart(found, point))
     ranges = _points_table(found)
     st.dataframe(ranges, hide_index=True, column_config={

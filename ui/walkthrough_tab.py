@@ -183,7 +183,8 @@ def _tokens(total: int, hosted: bool) -> int:
     label = (f"Test tokens (the first of the test split; this shared server times at most {limit:,})" if hosted
              and limit < total else "Test tokens (the first of the test split; the last choice is all of it, as "
              "the tutorial)")
-    return st.select_slider(label, sizes, default, format_func=lambda n: f"{n:,}", key="walk_tokens")
+    return st.select_slider(label, sizes, default, format_func=lambda n: f"{n:,}", key="walk_tokens",
+                            persist_state="page")
 
 
 def _ready(lesson: Lesson, setup: Setup) -> bool:
