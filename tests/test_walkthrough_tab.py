@@ -164,6 +164,9 @@ def test_the_last_card_names_the_tabs_that_go_further_and_the_torchao_note(app_e
         assert f"**{name}**](" in further
     # Each tab is a link to this page with the same setup, opening on that tab.
     assert "?src=bundled&preset=tutorial" in further and "&tab=speed-accuracy)" in further and "step=" not in further
+    # Each link carries what its tab reads, though the Walkthrough's own address leaves it out.
+    speed_link = re.search(r"\*\*Speed & accuracy\*\*\]\((\S+?)\)", further).group(1)
+    assert "threads=1" in speed_link and "threads" not in at.query_params
     # One link per tab that shows what the tutorial left out, in the card's order, each a tab this app has.
     named = re.findall(r"^- \[\*\*(.+?)\*\*\]\(", further, flags=re.M)
     assert named == ["Model", "Fidelity", "Speed & accuracy", "Inside a multiply", "Fewer bits"]

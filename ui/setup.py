@@ -117,22 +117,29 @@ def open_tabs(titles: list[str]) -> dict:
     return dict(zip(titles, st.tabs(titles, key=OPEN_TAB, on_change="rerun")))
 
 
-def link_params(config: dict, open_tab: str) -> None:
-    """The address bar, as a link that opens this tab with this setup, and nothing the tab does not read."""
+def _link(config: dict, tab: str) -> dict[str, str]:
+    """The query parameters of a link that opens ``tab`` with this setup, and nothing that tab does not read."""
     shown = {key: value for key, value in config.items() if key in DEFAULTS
              and (key != "path" or config["source"] == "path")
-             and open_tab in READ_BY.get(key, (open_tab,))}
+             and tab in READ_BY.get(key, (tab,))}
     params = {link_name(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in shown.items()}
-    params["tab"] = tab_slug(open_tab)
+    params["tab"] = tab_slug(tab)
+    return params
+
+
+def link_params(config: dict, open_tab: str) -> None:
+    """The address bar, as a link that opens the open tab with this setup."""
+    params = _link(config, open_tab)
     if open_tab == WALKTHROUGH and "step" in st.query_params:
         params["step"] = st.query_params["step"]  # the card on screen: the Walkthrough keeps it current
     st.query_params.from_dict(params)
 
 
 def link_to_tab(title: str) -> str:
-    """A relative link to this page with the same setup, opening on tab ``title``."""
-    params = {k: v for k, v in st.query_params.to_dict().items() if k != "step"}
-    return "?" + urlencode({**params, "tab": tab_slug(title)})
+    """A relative link to this page with the sidebar's setup, opening on tab ``title`` (with what it reads, such
+    as the thread count, which the open tab's own address may leave out)."""
+    config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
+    return "?" + urlencode(_link(config, title))
 
 
 def spec_from_state() -> QuantSpec:
