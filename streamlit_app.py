@@ -20,7 +20,17 @@ if "torch" not in sys.modules:
     starting.caption("Starting up: loading PyTorch and the model…")
 
 import wlm  # noqa: F401  (quantization warning filters)
-from ui import bits_tab, fidelity_tab, generate_tab, model_tab, multiply_tab, speed_tab, walkthrough_tab
+from ui import (
+    bits_tab,
+    fidelity_tab,
+    generate_tab,
+    model_tab,
+    multiply_tab,
+    speed_tab,
+    speedup_tab,
+    static_tab,
+    walkthrough_tab,
+)
 from ui.backend import use_one_thread
 from ui.setup import (
     Setup,
@@ -37,7 +47,8 @@ from wlm import hosting
 from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
-        "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab}
+        "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab,
+        "Static or dynamic": static_tab, "When int8 pays": speedup_tab}
 log = logging.getLogger("wlm.app")
 
 

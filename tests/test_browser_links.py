@@ -16,7 +16,8 @@ except ImportError:  # need_browser() skips the tests then
 
 pytestmark = pytest.mark.browser
 
-TABS = ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply", "Fewer bits", "Walkthrough"]
+TABS = ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply", "Fewer bits", "Walkthrough",
+        "Static or dynamic", "When int8 pays"]
 PHONE = {"width": 390, "height": 844}
 SELECTED = "[role='tab'][aria-selected='true']"
 

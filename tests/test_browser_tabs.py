@@ -23,7 +23,8 @@ MIN_CHART_PX = 150
 # The buttons each tab needs pressed before its charts are drawn.
 BUTTONS = {"Model": [], "Generate": ["Generate"], "Speed & accuracy": ["Run evaluation", "Sweep threads"],
            "Fidelity": ["Compare outputs", "Measure weight error", "Measure all presets"], "Inside a multiply": [],
-           "Fewer bits": ["Run the sweep", "Write with both"], "Walkthrough": []}
+           "Fewer bits": ["Run the sweep", "Write with both"], "Walkthrough": [],
+           "Static or dynamic": ["Measure static against dynamic"], "When int8 pays": []}
 VISIBLE_CHARTS = ("() => [...document.querySelectorAll(\"[data-testid='stVegaLiteChart']\")]"
                   ".filter(e => e.offsetParent !== null)")
 

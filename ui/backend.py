@@ -39,6 +39,7 @@ from wlm.model import LoadedModel
 from wlm.next_word import next_words_pair
 from wlm.onnx_engine import onnx_model
 from wlm.onnx_export import export_zip
+from wlm.qengine import packing
 from wlm.quantize import PRESETS, QuantSpec, quantize
 from wlm.quantized_file import quantized_bytes
 from wlm.sizes import size_by_part, weights_per_part
@@ -536,7 +537,9 @@ def _lesson_turn(lesson: Lesson, page: Page | None):
         with timing_turn(page), num_threads(1):
             yield
     else:
-        with page_turn(page):
+        # Step 5 calls quantize_dynamic itself: it packs for this process's engine, whatever an engine sweep in
+        # another session has switched to.
+        with page_turn(page), packing():
             yield
 
 

@@ -31,7 +31,8 @@ INSTRUCTION_HELP = {
     "AVX-512F": "512-bit vectors: 16 floats per instruction, for float's matrix products as much as int8's.",
     "AVX-512 VNNI": "One instruction multiplies 8-bit numbers and adds the products into 32-bit sums. Without it, "
                     "int8 products pass through 16-bit sums, which is why activations use 7 bits (reduce_range).",
-    "AMX": "Tile registers and a matrix unit that multiply whole blocks of int8 or bfloat16 numbers at once.",
+    "AMX": "Tile registers and a matrix unit that multiply whole blocks of int8 or bfloat16 numbers at once; "
+           "onednn's int8 matrix products use it where the CPU has it.",
     "NEON": "ARM's 128-bit vectors, which qnnpack's kernels are written for.",
     "dot product": "ARM's int8 dot-product instructions (SDOT and UDOT).",
     "SVE": "ARM's scalable vectors.",
@@ -95,9 +96,10 @@ def render(setup: Setup) -> None:
     offered_batches = [b for b in BATCH_CHOICES if not hosted or b <= hosting.MAX_SPEEDUP_BATCH]
     left, right = st.columns(2)
     chosen = left.multiselect("Engines", offered_engines, default=offered_engines, key="int8pays_engines",
+                              persist_state="page",
                               help="torch's quantized engines on this CPU; each packs the int8 weights its own way.")
     engines = [e for e in offered_engines if e in chosen]  # one order, whatever order they were picked in
-    batches = sorted(right.multiselect("Batch sizes", offered_batches, key="int8pays_batches",
+    batches = sorted(right.multiselect("Batch sizes", offered_batches, key="int8pays_batches", persist_state="page",
                                        default=[b for b in DEFAULT_BATCHES if b in offered_batches],
                                        help="How many streams of the test tokens the model reads at once."))
     total = hosting.token_bound(min(len(setup.test_ids), LONGEST_TOKENS), hosted, hosting.MAX_SPEEDUP_TOKENS)
@@ -117,7 +119,7 @@ def render(setup: Setup) -> None:
     probed = ask(speedup_probe, setup.source, setup.split, *PROBE_BATCHES)
     st.caption(estimate_note(probed.seconds(tokens, batches, len(engines)), engines, batches, tokens, cpu))
     request = (setup.source, setup.split, tuple(engines), tuple(batches), int(tokens), hosted)
-    if remembered_button("Run the sweep", "int8pays_go", request):
+    if remembered_button("Time every engine and batch", "int8pays_go", request):
         try:
             measured = ask(speedup_sweep, *request, st.session_state.get(AGAIN, 0))
         except WlmError as exc:

@@ -80,12 +80,15 @@ class _BarPerLabel:
 
 
 def _print_table(table, fmt: str) -> None:
+    """csv and json keep the columns' code names (what scripts read); markdown, for people, their plain names."""
+    from .benchmark import display_names
+
     if fmt == "csv":
         sys.stdout.write(table.to_csv(index=False))
     elif fmt == "json":
         print(json.dumps(table.to_dict(orient="records"), indent=2))
     else:
-        print(table.to_markdown(index=False, floatfmt=".3f"))
+        print(display_names(table).to_markdown(index=False, floatfmt=".3f"))
 
 
 def cmd_compare(args) -> None:
@@ -198,6 +201,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_fidelity(args) -> None:
+    from .benchmark import display_names
     from .fidelity import output_fidelity, weight_sqnr
 
     spec, corpus, loaded, quantized = _variant_of(args)
@@ -213,7 +217,7 @@ def cmd_fidelity(args) -> None:
         print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
     if len(sqnr):
         print()
-        print(sqnr.to_markdown(index=False, floatfmt=".1f"))
+        print(display_names(sqnr).to_markdown(index=False, floatfmt=".1f"))
 
 
 def cmd_corpus(args) -> None:
@@ -354,6 +358,60 @@ def cmd_bits(args) -> None:
     _log(sweep_takeaway(table))
 
 
+def _static_markdown(table) -> str:
+    from .static_quant import readable_rows
+
+    return readable_rows(table).to_markdown(index=False, disable_numparse=True)
+
+
+def cmd_static(args) -> None:
+    from .static_quant import (
+        check_rounds,
+        check_tokens,
+        estimate_seconds,
+        notice,
+        parse_observers,
+        parse_sizes,
+        point_column_names,
+        sizes_takeaway,
+        study,
+        text_takeaway,
+        variants_takeaway,
+    )
+
+    # every parameter is checked before the corpus and the model load
+    check_tokens(args.max_tokens, "the test tokens", "--max-tokens")
+    check_tokens(args.calibration_tokens, "the calibration tokens", "--calibration-tokens")
+    sizes, observers, rounds = parse_sizes(args.sizes), parse_observers(args.observers), check_rounds(args.rounds)
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    options = dict(max_tokens=args.max_tokens, calibration_tokens=args.calibration_tokens, sizes=sizes,
+                   observers=observers, threads=args.threads)
+    estimate = sum(estimate_seconds(loaded.model, corpus.test, corpus.train, **options).values())
+    longest = max(sizes + [args.calibration_tokens])
+    _log(f"static or dynamic: {args.max_tokens:,} test tokens, calibration on up to {longest:,} training tokens; "
+         "the static LSTM rows are simulated (fake-quantized), the decoder-only rows run on torch's real static "
+         f"kernels; about {estimate:.0f} s on {args.threads} thread(s)")
+    progress = _BarPerLabel()
+    found = study(loaded.model, corpus.test, corpus.train, rounds=rounds, progress=progress, **options)
+    progress.close()
+    for note in found.notes:
+        _log(note)
+    if args.format != "md":
+        table = found.points if args.ranges else found.rows
+        _print_table(table, args.format)
+    elif args.ranges:
+        print(found.points.rename(columns=point_column_names(found.observers)).to_markdown(index=False, floatfmt=".4g"))
+    else:
+        titles = {"variants": f"Static or dynamic on {found.tokens:,} test tokens (calibrated on "
+                              f"{found.calibration_tokens:,} training tokens)",
+                  "calibration size": "Loss against calibration size (training tokens)",
+                  "calibration text": "Calibrated on the training text or on the test tokens themselves"}
+        print("\n\n".join(f"**{titles[name]}**\n\n{_static_markdown(found.table(name))}" for name in titles))
+    for line in [variants_takeaway(found), sizes_takeaway(found), text_takeaway(found), *notice(found)]:
+        _log(line)
+
+
 def cmd_notebook(args) -> None:
     from .assets import ASSETS_DIR
     from .notebook import check_assets, write_walkthrough
@@ -381,6 +439,58 @@ def cmd_export(args) -> None:
         print(path)
 
 
+def cmd_speedup(args) -> None:
+    from tqdm import tqdm
+
+    from .qengine import parse_engines
+    from .speedup import (
+        SPEEDUP_NAMES,
+        check_batches,
+        cpu_info,
+        notes,
+        parse_batches,
+        parts_takeaway,
+        speedup_takeaway,
+        when_int8_pays,
+    )
+
+    engines = parse_engines(args.engines)  # the parameters fail here, before the slow loads
+    batches = check_batches(parse_batches(args.batches), args.max_tokens)
+    if args.parts and args.format == "csv":
+        raise WlmError("--parts prints a second table, which a CSV file cannot hold; use --format md or json")
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    cpu = cpu_info()
+    _log(f"cpu: {cpu.describe()}; engines {', '.join(engines)}")
+    bar = tqdm(total=0, desc="speedup", unit="walk", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def progress(label: str, done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.set_description(label)
+
+    result = when_int8_pays(loaded.model, corpus.test, engines=engines, batches=batches, max_tokens=args.max_tokens,
+                            threads=args.threads, parts=args.parts, progress=progress, cpu=cpu)
+    bar.close()
+    if result.note:
+        _log(result.note)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    if args.format == "csv":
+        sys.stdout.write(result.table.assign(cpu=cpu.name).to_csv(index=False))
+        _log(speedup_takeaway(result.table))
+        return
+    print(f"CPU: {cpu.describe()}\n{result.setting()}\n")
+    print(result.table.rename(columns=SPEEDUP_NAMES).to_markdown(index=False, floatfmt=("", "", ",.0f", ",.0f", ".2f")))
+    print(f"\n{speedup_takeaway(result.table)}\n")
+    print("\n".join(f"- {note}" for note in notes(result.table, cpu)))
+    if result.parts is not None:
+        parts = result.parts.drop(columns="seconds").rename(columns=SPEEDUP_NAMES)
+        print(f"\nper part, {result.parts['engine'].iloc[0]}:\n")
+        print(parts.to_markdown(index=False, floatfmt=".1f"))
+        print(f"\n{parts_takeaway(result.parts)}")
+
+
 def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     from .assets import MODEL_FOLDER
     from .corpus import DEFAULT_DATA_DIR
@@ -388,6 +498,7 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     from .lessons import LESSON_TOKENS
     from .low_bits import DEFAULT_BITS_TOKENS, SCHEMES, SWEEP_BITS
     from .quantize import PRESETS
+    from .static_quant import CALIBRATION_SIZES, DEFAULT_CALIBRATION_TOKENS, DEFAULT_STATIC_TOKENS, OBSERVERS
     from .train import DEFAULT_RECIPE, EXAMPLES_RECIPE, LOSS_WINDOW, LSTM_INITS, RECIPE_ALIASES, RECIPES, TRAIN_SEED
 
     parser = argparse.ArgumentParser(prog=prog, description=(
@@ -510,6 +621,23 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.set_defaults(func=cmd_bits)
 
+    p = sub.add_parser("static", help="static against dynamic activation scales: calibrated fixed ranges "
+                                      "(simulated for the LSTM, real kernels for the decoder) against run-time ones")
+    add_data(p), add_model(p), add_threads(p)
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_STATIC_TOKENS,
+                   help=f"test tokens scored (default {DEFAULT_STATIC_TOKENS:,})")
+    p.add_argument("--calibration-tokens", type=int, default=DEFAULT_CALIBRATION_TOKENS,
+                   help=f"training tokens the static rows are calibrated on (default {DEFAULT_CALIBRATION_TOKENS:,})")
+    p.add_argument("--sizes", default=",".join(map(str, CALIBRATION_SIZES)),
+                   help="calibration sizes for the loss-against-calibration-size rows (comma-separated)")
+    p.add_argument("--observers", default=",".join(OBSERVERS), help=f"comma-separated: {', '.join(OBSERVERS)}")
+    p.add_argument("--rounds", type=int, default=1, help="time the real-kernel rows this many times, interleaved, "
+                                                         "and keep each one's fastest (default 1)")
+    p.add_argument("--ranges", action="store_true",
+                   help="print the per-point table (calibrated ranges against run-time ones) instead of the rows")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.set_defaults(func=cmd_static)
+
     p = sub.add_parser("notebook", help="the walkthrough as a Jupyter notebook and a plain Python script")
     p.add_argument("--out", required=True, help="folder to write wlm-walkthrough.ipynb and wlm-walkthrough.py "
                                                 "into (created if missing)")
@@ -527,6 +655,23 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write the model, vocab.txt and README.md into "
                                                 "(created if missing)")
     p.set_defaults(func=cmd_export)
+
+    from .qengine import available_engines
+    from .speedup import DEFAULT_BATCHES, DEFAULT_TOKENS
+
+    p = sub.add_parser("speedup", help="when int8 pays: float and int8 tokens/s against batch size, per quantized "
+                                       "engine, on this CPU")
+    add_data(p), add_model(p), add_threads(p)
+    p.add_argument("--engines", help="comma-separated quantized engines (default: every one this CPU offers: "
+                                     f"{', '.join(available_engines())})")
+    p.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)),
+                   help="comma-separated batch sizes, each at least 1 (default %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_TOKENS,
+                   help=f"test tokens every measurement reads (default {DEFAULT_TOKENS:,})")
+    p.add_argument("--parts", action="store_true",
+                   help="also the time of the embedding, LSTM and decoder at the smallest and largest batch")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.set_defaults(func=cmd_speedup)
     return parser
 
 

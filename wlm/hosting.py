@@ -55,9 +55,10 @@ MAX_BITS_TOKENS = 1_200
 MAX_STATIC_TOKENS = 1_000
 MAX_STATIC_CALIBRATION_TOKENS = 5_000
 # When int8 pays times float and int8 at each batch under every engine (4 here), the two taking turns on the same
-# tokens: 16 walks plus 4 quantizations (1 to 4 s each). On 2,000 tokens of the bundled model it took 69 s with the
-# machine busy (load average 10 on 2 cores), qnnpack's int8 (0.3-0.4x float's speed on x86) about half of it; 1,000
-# tokens and batches up to 64 keep it near 30 s there.
+# tokens: 16 walks plus 4 quantizations (1 to 4 s each). On 2,000 tokens of the bundled model (batches 1, 4, 16, 64)
+# it took 19 s with the machine quiet and 69 s with it busy (load average 10 on 2 cores), qnnpack's int8 (0.3-0.6x
+# float's speed on x86) about half of it; 1,000 tokens took 10 s quiet, about 35 s busy. A shared server times at
+# most that, at batches up to 64.
 MAX_SPEEDUP_TOKENS = 1_000
 MAX_SPEEDUP_BATCH = 64
 THREADS = 1

@@ -14,6 +14,7 @@ from torch.ao import quantization as tq
 
 from .errors import WlmError
 from .model import PARTS, LSTMModel
+from .qengine import packing
 from .torch_internals import with_children
 
 DTYPES = ("qint8", "float16")  # the weight dtypes for LSTM and Linear, in the order the app offers them
@@ -127,7 +128,8 @@ def _quantize_parts(model: LSTMModel, spec: QuantSpec, names: set[str]) -> dict[
             qconfig_spec[nn.EmbeddingBag] = tq.float_qparams_weight_only_qconfig_4bit
         else:
             qconfig_spec[nn.Embedding] = tq.float_qparams_weight_only_qconfig
-    quantized = tq.quantize_dynamic(shell.eval(), qconfig_spec, inplace=True)
+    with packing():  # this process's engine, whatever another thread's engine sweep has switched to
+        quantized = tq.quantize_dynamic(shell.eval(), qconfig_spec, inplace=True)
     return {name: getattr(quantized, name) for name in names}
 
 
