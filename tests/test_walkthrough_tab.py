@@ -17,7 +17,7 @@ from wlm.lessons import LESSONS, TORCHAO_MEASURED, run_lesson
 from apptest import assert_clean, html_words, run_app
 from conftest import TINY_TEXT, tutorial_int8, tutorial_loss, write_corpus
 
-WALK = -1  # the Walkthrough is the last tab
+WALK = 6  # the Walkthrough's place among the tabs
 
 
 def _card(at):
@@ -169,7 +169,8 @@ def test_the_last_card_names_the_tabs_that_go_further_and_the_torchao_note(app_e
     assert "threads=1" in speed_link and "threads" not in at.query_params
     # One link per tab that shows what the tutorial left out, in the card's order, each a tab this app has.
     named = re.findall(r"^- \[\*\*(.+?)\*\*\]\(", further, flags=re.M)
-    assert named == ["Model", "Fidelity", "Speed & accuracy", "Inside a multiply", "Fewer bits"]
+    assert named == ["Model", "Fidelity", "Speed & accuracy", "Inside a multiply", "Fewer bits", "Static or dynamic",
+                     "When int8 pays"]
     assert set(named) <= {t.label for t in at.tabs}
     assert any("torchao" in i.value and "905 tok/s" in i.value for i in tab.info)
 

@@ -155,6 +155,8 @@ BEYOND = [
     ("Another engine: ONNX Runtime's float and int8 models beside PyTorch's", "Speed & accuracy"),
     ("One int8 multiply of the model, stage by stage, on a real input", "Inside a multiply"),
     ("Weights rounded to 8 down to 2 bits: where the loss breaks", "Fewer bits"),
+    ("Why dynamic: activation scales fixed from calibration against scales picked at run time", "Static or dynamic"),
+    ("Where int8 stops paying: every quantized engine of this CPU against batch size", "When int8 pays"),
 ]
 
 
