@@ -142,9 +142,13 @@ def test_a_fresh_clone_offline_has_every_tab_working(tmp_path):
                     assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
                     for tab in page.get_by_role("tab").all():
                         tab.click()
-                        # Switching tabs reruns nothing: once the tab is selected and the page idle, its panel
-                        # shows all it will show, so a missing corpus would be there to see.
+                        # Switching tabs reruns the page, which then writes the open tab into the address: once
+                        # that is there and the page idle, the panel shows all it will show, so a missing corpus
+                        # would be there to see.
                         expect(tab).to_have_attribute("aria-selected", "true")
+                        slug = "-".join("".join(c if c.isalnum() else " " for c in tab.inner_text().lower()).split())
+                        page.wait_for_function("slug => new URLSearchParams(window.location.search).get('tab') "
+                                               "=== slug", arg=slug)
                         page.wait_for_function(IDLE)
                         shown = page.locator("[role='tabpanel']:visible").first.inner_text()
                         assert shown.strip(), tab.inner_text()

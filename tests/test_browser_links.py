@@ -45,6 +45,9 @@ def test_an_address_copied_from_any_tab_opens_that_tab_with_that_setup(served_ap
                 page.get_by_role("tab", name=name, exact=True).click()
                 page.wait_for_function(f"() => document.querySelector(\"{SELECTED}\")?.innerText.trim() === "
                                        f"{name!r}")
+                slug = "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+                # The click reruns the page, and the rerun writes the address: wait for it, then for the run's end.
+                page.wait_for_function(f"() => new URLSearchParams(window.location.search).get('tab') === {slug!r}")
                 page.wait_for_function(IDLE)
                 copied = page.url
                 assert "preset=int8%2Bemb8" in copied or "preset=int8+emb8" in copied, copied
