@@ -9,28 +9,15 @@ from wlm.errors import WlmError
 from wlm.quantize import PRESETS, QuantSpec
 
 from . import glossary
-from .backend import Measured, default_tokens, sweep_table, variant_table
+from .backend import default_tokens, sweep_table, variant_table
 from .charts import speed as charts
 from .charts.style import pct
 from .requests import Setup
-from .widgets import ask, bound_note, error, need_corpus, remembered_button, show, shown_to_another, token_slider
+from .widgets import ask, bound_note, error, need_corpus, remembered_button, shared_caption, show, token_slider
 
 AGAIN = "speed_again"  # session state: how often this session asked to measure again
 FORMATS = {"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}", "tokens_per_s": "{:,.0f}",
            "speedup": "{:.2f}×"}  # the table's numbers, under the names of ``glossary.column_config``
-
-
-def shared_caption(measured: Measured) -> None:
-    """Under a measurement another visitor's request made: when, and a button for this session's own."""
-    if not shown_to_another(measured):
-        return
-    seconds = measured.seconds_ago()
-    ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    left, right = st.columns([4, 1], vertical_alignment="center")
-    left.caption(f":material/group: Measured {ago} ago on this server for another visitor who asked for the same "
-                 "setup and tokens, so this page did not queue for it.")
-    right.button("Measure again", key="speed_again_go",
-                 on_click=lambda: st.session_state.update({AGAIN: st.session_state.get(AGAIN, 0) + 1}))
 
 
 def predictions_note(tokens: int) -> str:
@@ -95,7 +82,7 @@ def render(setup: Setup) -> None:
             error(exc, setup)
             return
         table = engine_labels(measured.value)
-        shared_caption(measured)
+        shared_caption(measured, "setup and tokens", AGAIN)
         st.dataframe(table.style.format(FORMATS), hide_index=True, column_config=glossary.column_config(table))
         a, b = st.columns(2)
         with a:

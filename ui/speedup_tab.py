@@ -10,10 +10,10 @@ from wlm.errors import WlmError
 from wlm.qengine import available_engines, current_engine
 from wlm.speedup import DEFAULT_BATCHES, DEFAULT_TOKENS, SPEEDUP_NAMES, CpuInfo, SpeedupResult, cpu_info, notes
 
-from .backend import Measured, speedup_probe, speedup_sweep
+from .backend import speedup_probe, speedup_sweep
 from .charts import speedup as charts
 from .requests import Setup
-from .widgets import ask, error, need_corpus, remembered_button, show, shown_to_another, token_slider
+from .widgets import ask, error, need_corpus, remembered_button, shared_caption, show, token_slider
 
 AGAIN = "int8pays_again"  # session state: how often this session asked to measure again
 BATCH_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -47,19 +47,6 @@ def cpu_panel(cpu: CpuInfo) -> None:
     sets = cpu.instruction_sets
     for column, (label, present) in zip(st.columns(len(sets)), sets.items()):
         column.metric(label, "yes" if present else "no", help=INSTRUCTION_HELP.get(label))
-
-
-def shared_caption(measured: Measured) -> None:
-    """Under a sweep another visitor's request made: when, and a button for this session's own."""
-    if not shown_to_another(measured):
-        return
-    seconds = measured.seconds_ago()
-    ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    left, right = st.columns([4, 1], vertical_alignment="center")
-    left.caption(f":material/group: Measured {ago} ago on this server for another visitor who asked for the same "
-                 "engines, batches and tokens, so this page did not queue for it.")
-    right.button("Measure again", key="int8pays_again_go",
-                 on_click=lambda: st.session_state.update({AGAIN: st.session_state.get(AGAIN, 0) + 1}))
 
 
 def estimate_note(seconds: float, engines: list[str], batches: list[int], tokens: int, cpu: CpuInfo) -> str:
@@ -125,5 +112,5 @@ def render(setup: Setup) -> None:
         except WlmError as exc:
             error(exc, setup)
             return
-        shared_caption(measured)
+        shared_caption(measured, "engines, batches and tokens", AGAIN)
         show_result(measured.value)

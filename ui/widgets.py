@@ -108,6 +108,20 @@ def shown_to_another(measured: backend.Measured) -> bool:
     return measured.by != SessionPage().owner
 
 
+def shared_caption(measured: backend.Measured, asked_for: str, again: str) -> None:
+    """Under a measurement another visitor's request made (for the same ``asked_for``): when, and a button for this
+    session's own, which counts its presses in session state ``again`` (the count is part of the request)."""
+    if not shown_to_another(measured):
+        return
+    seconds = measured.seconds_ago()
+    ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.caption(f":material/group: Measured {ago} ago on this server for another visitor who asked for the same "
+                 f"{asked_for}, so this page did not queue for it.")
+    right.button("Measure again", key=f"{again}_go",
+                 on_click=lambda: st.session_state.update({again: st.session_state.get(again, 0) + 1}))
+
+
 def remembered_button(label: str, key: str, request: tuple) -> bool:
     """True when the button was just pressed, or was pressed earlier for this same request (the values of
     ``ui.requests`` in it are compared by identity)."""
