@@ -220,3 +220,13 @@ def test_a_setup_change_after_writing_says_the_texts_are_the_earlier_setups(app_
     at.sidebar.selectbox(key="preset").set_value("tutorial").run()
     assert_clean(at)
     assert not _quiet(at) and len(at.tabs[GENERATE_TAB].get("vega_lite_chart")) == 1
+
+
+def test_the_corpus_markers_in_the_texts_are_explained(app_env):
+    at = run_app({"tab": "generate"})
+    assert_clean(at)
+    (box,) = [e for e in at.tabs[1].expander if e.label == "The corpus's own words in the texts"]
+    explained = " ".join(m.value for m in box.markdown)
+    for marker in ("`<unk>`", "`<eos>`", "`@-@`"):
+        assert marker in explained
+    assert "= = History = =" in explained  # Wikitext-2's headings, which generated text copies

@@ -17,6 +17,7 @@ from wlm.corpus import EOS
 from wlm.errors import WlmError
 from wlm.generate import MAX_WORDS, first_difference, generate_side_by_side
 
+from . import glossary
 from .backend import shared_picks
 from .charts import generate as charts
 from .charts import word_html
@@ -125,6 +126,7 @@ def render(setup: Setup) -> None:
     prompt = c3.text_input("Prompt (optional)", key="gen_prompt", persist_state="page")
     prompt = bounded_text(setup, prompt, hosting.MAX_PROMPT_WORDS, hosting.MAX_PROMPT_CHARS, c3)
     st.caption(f"Seed {setup.seed} (sidebar). {charts.TICKETS_EXPLAINED}")
+    glossary.expander(["<unk>", "<eos>", "@-@"], title="The corpus's own words in the texts")
     _, unknown = setup.dictionary.encode_prompt(prompt, strict=False)  # only named here, never refused
     if unknown:
         st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
