@@ -213,3 +213,20 @@ def test_a_corpus_that_is_not_utf8_is_one_clear_message(app_env, monkeypatch, tm
     assert [e.value for e in at.sidebar.error] == [f"{data / 'train.txt'} is not UTF-8 text (bad byte at offset 3); "
                                                     "re-save it as UTF-8"]
     assert len(charts_of(at)) >= 1  # the model's tabs still work
+
+
+@pytest.mark.parametrize("raw", [str(2**31), "-1", "oops"])
+def test_a_links_seed_out_of_range_says_the_range(app_env, raw):
+    at = run_app({"seed": raw, "tab": "generate"})
+    assert_clean(at)
+    assert at.sidebar.number_input(key="seed").value == 0
+    (note,) = [w.value for w in at.sidebar.warning if "seed" in w.value]
+    assert raw in note and "0 to 2,147,483,647" in note
+    at.sidebar.number_input(key="seed").set_value(5).run()  # choosing a seed answers the note
+    assert not [w for w in at.sidebar.warning if "seed" in w.value]
+
+
+def test_a_links_seed_in_range_is_used_without_a_note(app_env):
+    at = run_app({"seed": str(2**31 - 1), "tab": "generate"})
+    assert at.sidebar.number_input(key="seed").value == 2**31 - 1
+    assert not [w for w in at.sidebar.warning if "seed" in w.value]
