@@ -344,3 +344,12 @@ def test_axes_and_tooltips_use_the_one_plain_name_of_each_column():
     tips = {t["field"]: t["title"] for t in size_spec["encoding"]["tooltip"] + speed_spec["encoding"]["tooltip"]}
     assert tips == {"variant": "variant", "size_mb": "size (MB)", "loss": "loss", "ppl": "perplexity",
                     "tokens_per_s": "tokens/s", "speedup": "speedup", "seconds": "seconds"}
+
+
+def test_the_next_words_are_rows_so_a_phone_keeps_every_label(trained_tiny):
+    model, corpus = trained_tiny
+    table = next_words_pair(model, model, corpus.dictionary, "the", 8)
+    spec = fidelity.next_word_chart(table).chart.to_dict()
+    spec = spec.get("layer", [spec])[0] if "encoding" not in spec else spec
+    assert spec["encoding"]["y"]["field"] == "word" and spec["encoding"]["x"]["field"] == "prob"
+    assert spec["height"] >= 30 * table["word"].nunique()  # a row for each word, however many are asked for

@@ -32,13 +32,14 @@ def _prob(p: float) -> str:
 def next_word_chart(table: pd.DataFrame) -> Figure:
     """Grouped bars of next-word probabilities, from ``next_word.next_words_pair``."""
     order = list(dict.fromkeys(table["word"]))
+    # Words down the side, each on its own row: on a phone a word axis along the bottom keeps two labels of eight.
     chart = alt.Chart(table).mark_bar().encode(
-        x=alt.X("word:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40)),
-        xOffset=alt.XOffset("model:N", sort=["float", "quantized"]),
-        y=alt.Y("prob:Q", title="probability", axis=alt.Axis(format="%")),
-        color=alt.Color("model:N", scale=MODEL_COLORS),
+        y=alt.Y("word:N", sort=order, title=None, axis=alt.Axis(labelLimit=140)),
+        yOffset=alt.YOffset("model:N", sort=["float", "quantized"]),
+        x=alt.X("prob:Q", title="probability", axis=alt.Axis(format="%", tickCount=4)),
+        color=alt.Color("model:N", scale=MODEL_COLORS, legend=alt.Legend(orient="top", title=None)),
         tooltip=["word", "model", alt.Tooltip("prob:Q", format=".2%"), "rank"],
-    ).properties(height=TALL)
+    ).properties(height=max(TALL, 30 * len(order)))
     top = {m: g.sort_values("rank").iloc[0] for m, g in table.groupby("model")}
     gap = (table.pivot(index="word", columns="model", values="prob").eval("quantized - float").abs().max())
     if top["float"]["word"] == top["quantized"]["word"]:
