@@ -46,6 +46,10 @@ COLUMN_NAMES = {
     "layer": "layer",
     "gate": "gate",
     "sqnr_db": "SQNR (dB)",
+    "group_size": "group size",
+    "bits_per_weight": "bits per weight",
+    "kl_mean": "mean KL (nats)",
+    "top1_agreement": "top-1 agreement",
 }
 
 

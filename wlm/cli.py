@@ -338,24 +338,84 @@ def _bits_list(text: str) -> list[int]:
         raise WlmError(f"--bits takes whole numbers separated by commas, e.g. 8,6,4,2; got {text!r}") from None
 
 
+def _schemes_list(text: str) -> list[str]:
+    from .low_bits import check_scheme
+
+    schemes = [check_scheme(s.strip()) for s in text.split(",") if s.strip()]
+    if not schemes:
+        raise WlmError("--schemes needs at least one scheme, e.g. per-row,per-group")
+    return schemes
+
+
 def cmd_bits(args) -> None:
-    from .low_bits import check_scheme, estimate_sweep_seconds, sweep, sweep_takeaway
+    from .low_bits import check_group_size, estimate_sweep_seconds, sweep, sweep_takeaway
 
     bits = _bits_list(args.bits)
-    schemes = [check_scheme(s.strip()) for s in args.schemes.split(",") if s.strip()]
+    schemes = _schemes_list(args.schemes)
+    group_size = check_group_size(args.group_size)
     corpus = _corpus(args)
     loaded = _model(args, corpus)
     estimate = estimate_sweep_seconds(loaded.model, corpus.test, bits=bits, schemes=schemes,
-                                      max_tokens=args.max_tokens, embedding=args.embedding, threads=args.threads)
+                                      max_tokens=args.max_tokens, embedding=args.embedding, threads=args.threads,
+                                      group_size=group_size)
     _log(f"simulated: weights rounded to N bits, the model runs in float; {len(bits) * len(schemes) + 2} "
          f"evaluations, about {estimate:.0f} s on {args.threads} thread(s)")
     progress = _BarPerLabel()
 
     table = sweep(loaded.model, corpus.test, bits=bits, schemes=schemes, max_tokens=args.max_tokens,
-                  embedding=args.embedding, threads=args.threads, progress=progress)
+                  embedding=args.embedding, threads=args.threads, progress=progress, group_size=group_size)
     progress.close()
     _print_table(table, args.format)
     _log(sweep_takeaway(table))
+
+
+def cmd_sensitivity(args) -> None:
+    from .low_bits import check_group_size
+    from .sensitivity import (
+        estimate_sensitivity_seconds,
+        map_cells,
+        measure,
+        pick,
+        readable_map,
+        sensitivity,
+        takeaway,
+    )
+
+    bits = _bits_list(args.bits)
+    schemes = _schemes_list(args.schemes)
+    group_size = check_group_size(args.group_size)
+    if args.budget_mb is not None and not args.budget_mb > 0:
+        raise WlmError(f"--budget-mb must be a positive number of MB, got {args.budget_mb:g}")
+    corpus = _corpus(args)
+    loaded = _model(args, corpus)
+    options = dict(bits=bits, schemes=schemes, group_size=group_size, max_tokens=args.max_tokens,
+                   threads=args.threads)
+    cells = map_cells(loaded.model, bits=bits, schemes=schemes, group_size=group_size)
+    estimate = estimate_sensitivity_seconds(loaded.model, corpus.test, **options)
+    _log(f"{len(cells)} cells (each part alone: real int8, and {len(bits)} widths of {len(schemes)} simulated "
+         f"schemes), about {estimate:.0f} s on {args.threads} thread(s)")
+    progress = _BarPerLabel()
+    table = sensitivity(loaded.model, corpus.test, progress=progress, **options)
+    progress.close()
+    mix = None
+    if args.budget_mb is not None:
+        chosen = pick(loaded.model, table, args.budget_mb)
+        mix = measure(loaded.model, chosen, corpus.test, max_tokens=args.max_tokens, threads=args.threads)
+    if args.format == "json":
+        print(json.dumps({"rows": table.to_dict(orient="records"), **({"mix": mix.to_dict()} if mix else {})},
+                         indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(table.to_csv(index=False))
+    else:
+        print(readable_map(table).to_markdown(index=False))
+    _log(takeaway(table))
+    if mix is not None:
+        _log(mix_line(mix, args.budget_mb))
+
+
+def mix_line(mix, budget_mb: float) -> str:
+    return (f"mix within {budget_mb:g} MB: {mix.describe()}; {mix.size_mb:.1f} MB, Δ loss {mix.delta_loss:+.4f} "
+            f"nats measured ({mix.predicted_delta_loss:+.4f} predicted by adding the parts')")
 
 
 def _static_markdown(table) -> str:
@@ -496,8 +556,9 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     from .corpus import DEFAULT_DATA_DIR
     from .dynamic_multiply import MOVED_WORDS
     from .lessons import LESSON_TOKENS
-    from .low_bits import DEFAULT_BITS_TOKENS, SCHEMES, SWEEP_BITS
+    from .low_bits import DEFAULT_BITS_TOKENS, DEFAULT_GROUP_SIZE, SCHEMES, SWEEP_BITS, SWEEP_SCHEMES
     from .quantize import PRESETS
+    from .sensitivity import DEFAULT_SENSITIVITY_TOKENS
     from .static_quant import CALIBRATION_SIZES, DEFAULT_CALIBRATION_TOKENS, DEFAULT_STATIC_TOKENS, OBSERVERS
     from .train import DEFAULT_RECIPE, EXAMPLES_RECIPE, LOSS_WINDOW, LSTM_INITS, RECIPE_ALIASES, RECIPES, TRAIN_SEED
 
@@ -515,6 +576,12 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
 
     def add_threads(p, default=1):
         p.add_argument("--threads", type=_positive_int, default=default, help=f"torch threads (default {default})")
+
+    def add_schemes(p):
+        p.add_argument("--schemes", default=",".join(SWEEP_SCHEMES),
+                       help=f"comma-separated, from: {', '.join(SCHEMES)} (default {','.join(SWEEP_SCHEMES)})")
+        p.add_argument("--group-size", type=_positive_int, default=DEFAULT_GROUP_SIZE,
+                       help=f"weights per scale for the per-group schemes (default {DEFAULT_GROUP_SIZE})")
 
     variants = ", ".join(PRESETS)
     p = sub.add_parser("compare", help="the tutorial's table: size, loss, speed of fp32 and quantized variants")
@@ -614,12 +681,26 @@ def build_parser(prog: str = "python -m wlm") -> argparse.ArgumentParser:
     add_data(p), add_model(p), add_threads(p)
     p.add_argument("--bits", default=",".join(map(str, SWEEP_BITS)),
                    help=f"comma-separated widths from {min(SWEEP_BITS)} to {max(SWEEP_BITS)}")
-    p.add_argument("--schemes", default=",".join(SCHEMES), help=f"comma-separated: {', '.join(SCHEMES)}")
+    add_schemes(p)
     p.add_argument("--embedding", action="store_true", help="round the embedding too")
     p.add_argument("--max-tokens", type=int, default=DEFAULT_BITS_TOKENS,
                    help=f"test tokens (default {DEFAULT_BITS_TOKENS:,})")
     p.add_argument("--format", choices=["md", "csv", "json"], default="md")
     p.set_defaults(func=cmd_bits)
+
+    p = sub.add_parser("sensitivity", help="each part (embedding, each LSTM layer, decoder) quantized alone: real "
+                                           "int8 and simulated widths; optionally a mix of bits per part under a "
+                                           "size budget")
+    add_data(p), add_model(p), add_threads(p)
+    p.add_argument("--bits", default=",".join(map(str, SWEEP_BITS)),
+                   help=f"comma-separated simulated widths from {min(SWEEP_BITS)} to {max(SWEEP_BITS)}")
+    add_schemes(p)
+    p.add_argument("--max-tokens", type=int, default=DEFAULT_SENSITIVITY_TOKENS,
+                   help=f"test tokens (default {DEFAULT_SENSITIVITY_TOKENS:,})")
+    p.add_argument("--budget-mb", type=float, help="pick bits per part so the stored model fits in this many MB, "
+                                                   "and measure the pick")
+    p.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("static", help="static against dynamic activation scales: calibrated fixed ranges "
                                       "(simulated for the LSTM, real kernels for the decoder) against run-time ones")

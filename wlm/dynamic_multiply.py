@@ -241,7 +241,8 @@ def dynamic_multiply(model: nn.Module, layer_input: LayerInput, per_channel: boo
         raise WlmError(f"{layer_input.layer} takes {weight.shape[1]} inputs, the vector has {x.numel()}")
     x_scale, zero_point = activation_qparams(x)
     codes = quantize_activation(x, x_scale, zero_point)
-    w_codes, w_scales = weight_codes(weight, 8, per_channel)  # torch's symmetric int8 weights: the 8-bit grid
+    grid = weight_codes(weight, 8, "per-row" if per_channel else "per-tensor")  # torch's symmetric int8 weights
+    w_codes, w_scales = grid.codes, grid.scales.reshape(-1)
     # Integer products summed exactly (float64 holds these integers exactly); the kernel uses int32.
     accumulator = (w_codes.double() @ codes.double()).round().to(torch.int64)
     correction = zero_point * w_codes.to(torch.int64).sum(dim=1)

@@ -48,6 +48,9 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 MAX_TOKENS = 4_000
 MAX_SWEEP_TOKENS = 1_500
 MAX_BITS_TOKENS = 1_200
+# A sensitivity map scores about 150 cells; at 500 tokens it takes about half a minute on one thread, and its
+# trade-off (about 40 whole-model evaluations) about as long.
+MAX_SENSITIVITY_TOKENS = 500
 # Static or dynamic (wlm.static_quant): calibration on the training split (the float LSTM and the observers, plus the
 # float decoder for the real static decoders) and 9 simulated variants scored together on the test tokens. With
 # 1,000 test tokens and calibration sizes up to 5,000 the whole request took 12 s on one thread with the 2 cores
