@@ -55,7 +55,7 @@ DEFAULT_SENSITIVITY_TOKENS = 1000
 SEGMENT = BPTT
 # Rounded decoders beside float in one pass: each is a float copy of the largest weight. Other parts' candidates
 # are small (an LSTM layer) or rounded as looked up (the embedding), so all of them share one pass.
-DECODERS_PER_PASS = 4
+DECODERS_PER_PASS = 2
 
 Progress = Callable[[str, int, int], None]
 
@@ -125,8 +125,7 @@ def split_model(model: nn.Module) -> nn.Module:
 
 def quantize_lstm_layer(layer: nn.LSTM) -> nn.Module:
     """A single-layer LSTM as torch's dynamic int8 LSTM (``quantize_dynamic``); ``layer`` is not changed."""
-    with packing():
-        return tq.quantize_dynamic(nn.Sequential(copy.deepcopy(layer)), {nn.LSTM: tq.default_dynamic_qconfig})[0]
+    return _quantized_copy(layer, tq.default_dynamic_qconfig)
 
 
 def quantize_part(model: nn.Module, part: str) -> nn.Module:
@@ -147,15 +146,19 @@ def quantize_part(model: nn.Module, part: str) -> nn.Module:
     return quantized
 
 
-def _real_embedding(embedding: nn.Embedding) -> nn.Module:
+def _quantized_copy(module: nn.Module, qconfig) -> nn.Module:
+    """Torch's dynamically quantized version of ``module`` (quantized in place on our own copy: ``quantize_dynamic``
+    would otherwise copy it once more, and the embedding is 68 MB)."""
     with packing():
-        return tq.quantize_dynamic(nn.Sequential(copy.deepcopy(embedding)),
-                                   {nn.Embedding: tq.float_qparams_weight_only_qconfig})[0]
+        return tq.quantize_dynamic(nn.Sequential(copy.deepcopy(module)), {type(module): qconfig}, inplace=True)[0]
+
+
+def _real_embedding(embedding: nn.Embedding) -> nn.Module:
+    return _quantized_copy(embedding, tq.float_qparams_weight_only_qconfig)
 
 
 def _real_decoder(decoder: nn.Linear) -> nn.Module:
-    with packing():
-        return tq.quantize_dynamic(nn.Sequential(copy.deepcopy(decoder)), {nn.Linear: tq.default_dynamic_qconfig})[0]
+    return _quantized_copy(decoder, tq.default_dynamic_qconfig)
 
 
 # --- candidates: what replaces one stage ---------------------------------------------------------
