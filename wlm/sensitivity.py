@@ -579,12 +579,12 @@ def tradeoff(model: nn.Module, table: pd.DataFrame, data: torch.Tensor, budget_m
     uniform = [uniform_mix(model, table, s, int(b), int(g) or DEFAULT_GROUP_SIZE)
                for (s, b, g), _ in simulated.groupby(["scheme", "bits", "group_size"], sort=False)]
     front = frontier(model, table)
-    matched = []
+    matched: dict[tuple, Mix] = {}  # uniform choices of one size share their mix
     for mix in uniform:
         within = [m for m in front if m.size_mb <= mix.size_mb]
         if within:
-            matched.append(within[-1])
-    points = [("uniform", m) for m in uniform] + [("mix", m) for m in matched] + [("pick", chosen)]
+            matched.setdefault(within[-1].key, within[-1])
+    points = [("uniform", m) for m in uniform] + [("mix", m) for m in matched.values()] + [("pick", chosen)]
     rows = []
     with num_threads(threads):
         key = ("float",)
