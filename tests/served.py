@@ -55,7 +55,9 @@ def start_app(env: dict, output=subprocess.DEVNULL, timeout: float = 90.0,
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(repo / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         # A source file saved while a test runs would otherwise be reloaded under the running sessions.
+         "--server.fileWatcherType", "none"],
         cwd=repo, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

@@ -164,13 +164,18 @@ def sync_preset() -> None:
 
 
 def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
+    # The sidebar's values are set through session state (from the link, by a preset), and Streamlit sends such a
+    # value to the browser only in the run that set it. A widget the browser has not drawn yet (a tab clicked while
+    # the page is still drawing) reports no value; drawn later, it would start from its default and send that back
+    # as the visitor's choice. A persisted widget is sent its value again in every run the browser reports none.
     sb = st.sidebar
     sb.header("Setup")
     sb.radio("Model", list(hosting.offered_sources(SOURCES, hosted)), format_func=SOURCES.get, key="source",
+             persist_state="page",
              on_change=lambda: st.session_state.update(_source_note=""))  # the fallback's note was answered
     upload = None
     if st.session_state["source"] == "path":
-        sb.text_input("Path of the tutorial's .pth (a state_dict)", key="path")
+        sb.text_input("Path of the tutorial's .pth (a state_dict)", key="path", persist_state="page")
     elif st.session_state["source"] == "upload":
         try:  # a shared server's browser refuses a file over the budget before sending it
             limit = upload_limit_mb(hosting.max_params()) if hosted else None
@@ -180,15 +185,16 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
                                   help="Read with torch.load(weights_only=True): files that hold code are refused.",
                                   max_upload_size=limit)
     sb.subheader("Quantization")
-    sb.selectbox("Preset", list(PRESETS) + [CUSTOM], key="preset", on_change=apply_preset,
+    sb.selectbox("Preset", list(PRESETS) + [CUSTOM], key="preset", on_change=apply_preset, persist_state="page",
                  help="'tutorial' is what the PyTorch tutorial does: int8 LSTM and Linear, float embedding.")
-    sb.toggle("LSTM", key="lstm", on_change=sync_preset)
-    sb.toggle("Linear (decoder)", key="linear", on_change=sync_preset)
-    sb.toggle("Embedding", key="embedding", on_change=sync_preset)
+    sb.toggle("LSTM", key="lstm", on_change=sync_preset, persist_state="page")
+    sb.toggle("Linear (decoder)", key="linear", on_change=sync_preset, persist_state="page")
+    sb.toggle("Embedding", key="embedding", on_change=sync_preset, persist_state="page")
     sb.radio("Embedding bits", [8, 4], key="embedding_bits", horizontal=True, on_change=sync_preset,
-             disabled=not st.session_state["embedding"])
-    sb.radio("LSTM / Linear weights", list(DTYPES), key="dtype", horizontal=True, on_change=sync_preset)
-    sb.toggle("Per-channel (Linear, qint8)", key="per_channel", on_change=sync_preset,
+             persist_state="page", disabled=not st.session_state["embedding"])
+    sb.radio("LSTM / Linear weights", list(DTYPES), key="dtype", horizontal=True, on_change=sync_preset,
+             persist_state="page")
+    sb.toggle("Per-channel (Linear, qint8)", key="per_channel", on_change=sync_preset, persist_state="page",
               disabled=st.session_state["dtype"] != "qint8")
     sb.subheader("Run")
     if hosted:
@@ -196,12 +202,14 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
         sb.caption(f"Threads: {hosting.THREADS}. This server is shared, and a second thread would only compete "
                    "with other visitors' measurements.")
     elif CPUS > 1:
-        sb.slider("Threads", 1, CPUS, key="threads", help="torch.set_num_threads for speed measurements")
-    sb.number_input("Seed", 0, MAX_SEED, key="seed", step=1, on_change=lambda: st.session_state.pop(SEED_NOTE, None),
+        sb.slider("Threads", 1, CPUS, key="threads", persist_state="page",
+                  help="torch.set_num_threads for speed measurements")
+    sb.number_input("Seed", 0, MAX_SEED, key="seed", step=1, persist_state="page",
+                    on_change=lambda: st.session_state.pop(SEED_NOTE, None),
                     help=f"A whole number from 0 to {MAX_SEED:,}: the same seed writes the same text.")
     if st.session_state.get(SEED_NOTE):
         sb.warning(st.session_state[SEED_NOTE])
-    # A widget that was not drawn this run (the path box) has no state; fall back to its default.
+    # The path box keeps its value while hidden (it persists); a setting with no state at all falls back to its default.
     config = {key: st.session_state.get(key, default) for key, default in DEFAULTS.items()}
     return {"upload": upload, "hosted": hosted, **config}, spec_from_state()
 
