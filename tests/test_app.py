@@ -14,12 +14,13 @@ from wlm.quantize import PRESETS
 from apptest import assert_clean, charts_of, open_tab, run_app, size_table, takeaways
 
 TITLES = ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply", "Fewer bits", "Walkthrough",
-          "Static or dynamic", "When int8 pays"]
+          "Static or dynamic", "When int8 pays", "Which parts"]
 # Every button of every tab, by tab: only the open tab runs, so each tab is opened before its buttons are pressed.
 BUTTONS = {"Model": [], "Generate": ["gen_go"], "Speed & accuracy": ["speed_go", "sweep_go"],
            "Fidelity": ["kl_go", "sqnr_go", "trade_go"], "Inside a multiply": [],
            "Fewer bits": ["bits_go", "bits_text_go"], "Walkthrough": ["walk_next"] * 7,  # every card
-           "Static or dynamic": ["static_go"], "When int8 pays": []}  # (its sweep needs a longer test split)
+           "Static or dynamic": ["static_go"], "When int8 pays": [],  # (its sweep needs a longer test split)
+           "Which parts": ["parts_go", "parts_pick_go", "parts_text_go"]}
 
 
 def open_tab_index(at) -> int:

@@ -17,7 +17,7 @@ except ImportError:  # need_browser() skips the tests then
 pytestmark = pytest.mark.browser
 
 TABS = ["Model", "Generate", "Speed & accuracy", "Fidelity", "Inside a multiply", "Fewer bits", "Walkthrough",
-        "Static or dynamic", "When int8 pays"]
+        "Static or dynamic", "When int8 pays", "Which parts"]
 PHONE = {"width": 390, "height": 844}
 SELECTED = "[role='tab'][aria-selected='true']"
 

@@ -25,7 +25,8 @@ MIN_CHART_PX = 150
 BUTTONS = {"Model": [], "Generate": ["Generate"], "Speed & accuracy": ["Run evaluation", "Sweep threads"],
            "Fidelity": ["Compare outputs", "Measure weight error", "Measure all presets"], "Inside a multiply": [],
            "Fewer bits": ["Run the sweep", "Write with both"], "Walkthrough": [],
-           "Static or dynamic": ["Measure static against dynamic"], "When int8 pays": []}
+           "Static or dynamic": ["Measure static against dynamic"], "When int8 pays": [],
+           "Which parts": ["Draw the map", "Pick and measure", "Write with both"]}
 VISIBLE_CHARTS = ("() => [...document.querySelectorAll(\"[data-testid='stVegaLiteChart']\")]"
                   ".filter(e => e.offsetParent !== null)")
 

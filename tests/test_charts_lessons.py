@@ -3,8 +3,9 @@
 import pytest
 
 from ui.charts import bits, multiply
+from ui.charts.style import SCHEME_COLORS
 from wlm.dynamic_multiply import dynamic_multiply, input_from_prompt, moved_scores, scales_of
-from wlm.low_bits import bits_histogram, sweep
+from wlm.low_bits import SCHEMES, bits_histogram, sweep
 
 
 def _heights(spec: dict) -> list[int]:
@@ -105,6 +106,26 @@ def test_bits_charts(trained_tiny):
     assert "8 levels" in hist.takeaway and len(spec["layer"]) == 2
     dense = bits.bits_histogram_chart(bits_histogram(model, "decoder.weight", 8, "per-row"))
     assert len(_valid(dense)["layer"]) == 1  # 256 rules would hide the bars
+    grouped = bits.bits_histogram_chart(bits_histogram(model, "rnn.weight_ih_l0", 3, "per-group", group_size=16),
+                                        group_size=16)
+    assert "grid of the group of 16 with the largest scale" in grouped.takeaway and len(_valid(grouped)["layer"]) == 2
+
+
+def test_the_size_chart_counts_each_schemes_scales(trained_tiny):
+    model, corpus = trained_tiny
+    table = sweep(model, corpus.train, bits=(8, 4, 2), max_tokens=100, schemes=SCHEMES, group_size=8)
+    figure = bits.bits_size_chart(table)
+    spec = _valid(figure)
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["type"] == "symlog"
+    rows = [row for data in spec["datasets"].values() for row in data if row.get("scheme") in SCHEMES]
+    assert len(rows) == len(SCHEMES) * 3
+    colours = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert colours["range"] == [SCHEME_COLORS[s] for s in SCHEMES] and len(set(colours["range"])) == len(SCHEMES)
+    at4 = table[table["bits"] == 4].set_index("scheme")["bits_per_weight"]
+    assert f"per-group 8 {at4['per-group']:.2f} bits a weight" in figure.takeaway
+    assert at4["per-tensor"] < at4["per-row"] < at4["per-group"] < at4["per-group-asym"]
+    loss = bits.bits_loss_chart(table).chart.to_dict()  # five schemes' cliffs make a longer sentence than one chart's
+    assert loss["layer"][0]["encoding"]["color"]["scale"]["range"] == colours["range"]
 
 
 def test_large_decoder_charts_stay_light():

@@ -251,3 +251,50 @@ def test_side_by_side_raises_what_a_thread_raised(trained_tiny):
 
     with pytest.raises(RuntimeError, match="broken"):
         list(generate_side_by_side({"float": model, "broken": Broken()}, corpus.dictionary, words=20))
+
+
+def test_a_writing_goes_on_in_the_background_and_any_reader_sees_the_same_words(trained_tiny):
+    model, corpus = trained_tiny
+    quantized = quantize(model, PRESETS["tutorial"])
+    models = {"float": model, "quantized": quantized}
+    job = gen.Writing(models, corpus.dictionary, words=30, temperature=1.0, seed=4, by="first")
+    early = job.snapshot()  # a reader may look at any moment: lists of its own, prefixes of the texts
+    assert job.wait(30) and job.finished and job.started and job.error is None
+    whole = {name: list(gen.generate(m, corpus.dictionary, words=30, temperature=1.0, seed=4))
+             for name, m in models.items()}
+    assert job.snapshot() == whole
+    assert all(early[name] == whole[name][:len(early[name])] for name in models)
+    assert set(job.seconds) == {"float", "quantized"} and job.by == "first" and job.seconds_ago() >= 0
+
+
+def test_writings_take_turns_and_bad_parameters_raise_before_any_thread(trained_tiny):
+    model, corpus = trained_tiny
+    turn, inside, most = threading.Lock(), [], []
+
+    class OneAtATime:
+        def __enter__(self):
+            turn.acquire()
+            inside.append(1)
+            most.append(len(inside))
+
+        def __exit__(self, *exc):
+            inside.pop()
+            turn.release()
+
+    jobs = [gen.Writing({"float": model}, corpus.dictionary, words=20, seed=s, turn=OneAtATime) for s in range(3)]
+    assert all(job.wait(30) for job in jobs) and max(most) == 1
+    with pytest.raises(WlmError, match="words must be"):
+        gen.Writing({"float": model}, corpus.dictionary, words=0)
+    with pytest.raises(WlmError):
+        gen.Writing({"float": model}, corpus.dictionary, words=5, temperature=-1)
+
+
+def test_a_writing_keeps_the_error_its_thread_met(trained_tiny):
+    model, corpus = trained_tiny
+
+    class Broken(torch.nn.Module):
+        def init_hidden(self, bsz):
+            raise RuntimeError("no hidden state")
+
+    job = gen.Writing({"float": model, "broken": Broken()}, corpus.dictionary, words=5)
+    assert job.wait(30) and isinstance(job.error, RuntimeError)

@@ -11,6 +11,7 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_r
 from streamlit.testing.v1 import AppTest
 
 import ui.generate_tab as generate_tab
+from ui import backend
 from ui.charts import word_html
 from wlm.generate import agreement, first_difference, generate
 from wlm.quantize import PRESETS, quantize
@@ -131,72 +132,107 @@ def _quiet(at: AppTest) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["stop", "rerun"])
-def test_a_rerun_while_writing_keeps_the_words_written_and_says_so(app_env, monkeypatch, how):
+def test_a_rerun_while_writing_lets_the_writing_finish_and_says_so(app_env, monkeypatch, how):
     """A tab switch or a sidebar change reruns the page while both models write: Streamlit stops the script at
-    its next box update. The words written until then stay on the page, with why they stopped.
+    its next box update. The writing goes on in the background, and the page's next run takes it up and shows
+    it finished, saying what happened; the texts are written once.
 
     A served app (``runner.fastReruns``, on by default) stops the running script (StopException, and Streamlit
     raises again at each later access to the session state from it) and starts the new run beside it; without
     fast reruns the same script reruns (RerunException). Both are asked for here as a browser's message asks."""
-    real, calls = generate_tab.generate_side_by_side, []
+    import wlm.generate as wlm_generate
 
-    def rerun_after_six_words(models, dictionary, **kwargs):
+    real_generate, real_wait, calls, asked = wlm_generate.generate, wlm_generate.Writing.wait, [], []
+
+    def slow_generate(model, dictionary, **kwargs):
         calls.append(kwargs)
-        steps = real(models, dictionary, **kwargs)
+        for word in real_generate(model, dictionary, **kwargs):
+            time.sleep(0.01)  # 40 words take about half a second: the page sees them come
+            yield word
 
-        def cut():
-            try:
-                for i, step in enumerate(steps):
-                    if i == 6:  # what a browser's rerun request does; Streamlit raises at the next box update
-                        requests = get_script_run_ctx().script_requests
-                        requests.request_stop() if how == "stop" else requests.request_rerun(RerunData())
-                        time.sleep(0.3)  # the next word is due on the page (one update per 0.25 s)
-                    yield step
-            finally:
-                steps.close()
-        return cut()
+    def wait_then_rerun(self, seconds):
+        if not asked:  # what a browser's rerun request does; Streamlit raises at the next box update
+            asked.append(True)
+            requests = get_script_run_ctx().script_requests
+            requests.request_stop() if how == "stop" else requests.request_rerun(RerunData())
+        return real_wait(self, seconds)
 
-    monkeypatch.setattr(generate_tab, "generate_side_by_side", rerun_after_six_words)
+    monkeypatch.setattr(wlm_generate, "generate", slow_generate)
+    monkeypatch.setattr(wlm_generate.Writing, "wait", wait_then_rerun)
+    backend.writing.clear()  # texts an earlier test had written are the server's already
     at = run_app({"tab": "generate"})
     at.number_input(key="gen_words").set_value(40)
     at.button(key="gen_go").click().run()  # a rerun runs in this same call: the button is no longer pressed
     if how == "stop":
         at.run()  # the page's next run, which a served app starts as this one stops
     assert_clean(at)
-    assert len(calls) == 1
+    assert asked and len(calls) == 2  # one writing, float and quantized
     result = at.session_state["gen_result"]
-    assert result["finished"] is False
+    assert result["finished"] is True and result["resumed"] is True
     model, dictionary = app_env["model"], app_env["corpus"].dictionary
-    whole = [list(generate(m, dictionary, words=40, temperature=1.0, seed=0))
+    whole = [list(real_generate(m, dictionary, words=40, temperature=1.0, seed=0))
              for m in (model, quantize(model, PRESETS["tutorial"]))]
-    written = [result["float"], result["quantized"]]
-    assert sum(map(len, written)) >= 6 and all(len(w) < 40 for w in written)
-    assert all(w == full[:len(w)] for w, full in zip(written, whole))  # what each model wrote, cut short
-    n_float, n_quant = map(len, written)
-    said = (f"after {n_float:,} of 40 words" if n_float == n_quant else
-            f"when float had written {n_float:,} of 40 words and quantized {n_quant:,}")
-    for _ in range(2):  # and the next run of the tab still says so
-        assert _quiet(at) == [f"The writing stopped {said}, because the page reran (a tab switch or a change in the "
-                              "sidebar) before it finished; what was written until then is kept below. Press "
-                              "Generate to write it again."]
+    assert [result["float"], result["quantized"]] == whole
+    for _ in range(2):  # and the next run of the tab still says so, with the pair's chart
+        assert _quiet(at) == [generate_tab.RESUMED]
         texts = [m.value for m in at.tabs[GENERATE_TAB].markdown if "line-height" in m.value]
-        assert [html_words(t) for t in texts] == written
-        assert not at.tabs[GENERATE_TAB].get("vega_lite_chart")  # no chart of a pair never finished
+        assert [html_words(t) for t in texts] == whole
+        assert len(at.tabs[GENERATE_TAB].get("vega_lite_chart")) == 1
         at.run()
         assert_clean(at)
-    # A change in the sidebar since: the note says the words are the earlier setup's.
-    at.sidebar.selectbox(key="preset").set_value("float16").run()
-    assert _quiet(at) == [f"The writing stopped {said}, because the page reran (a tab switch or a change in the "
-                          "sidebar) before it finished; what was written until then is kept below. They are from "
-                          "the earlier setup: since then the quantization (tutorial → float16) changed. Press "
-                          "Generate to write it again."]
-    at.sidebar.selectbox(key="preset").set_value("tutorial").run()
-    # Generate writes it again, whole, and the note goes.
-    monkeypatch.setattr(generate_tab, "generate_side_by_side", real)
+    assert len(calls) == 2
+    # Generate again for the same texts: the server's writing is taken, not written once more, and the note goes.
     at.button(key="gen_go").click().run()
     assert_clean(at)
-    assert at.session_state["gen_result"]["float"] == whole[0] and not _quiet(at)
-    assert len(at.tabs[GENERATE_TAB].get("vega_lite_chart")) == 1
+    assert len(calls) == 2 and at.session_state["gen_result"]["float"] == whole[0] and not _quiet(at)
+
+
+def test_a_writing_that_lost_its_turn_keeps_what_was_written_and_says_so(app_env, monkeypatch):
+    """A writing that never gets to finish (here: its place in line taken by the same session's next request)
+    leaves the words it had on the page, with why they stopped."""
+    from wlm.hosting import Superseded
+
+    at = run_app({"tab": "generate"})
+    _generate(at, seed=0, temperature=1.0, words=30)
+    result = at.session_state["gen_result"]
+    full = list(result["float"])
+    result.update(finished=False, float=full[:6], quantized=full[:4])
+    result["writing"].error = Superseded("replaced")
+    at.run()
+    assert_clean(at)
+    assert _quiet(at) == ["The writing stopped when float had written 6 of 30 words and quantized 4, because the page "
+                          "reran (a tab switch or a change in the sidebar) before it finished; what was written until "
+                          "then is kept below. Press Generate to write it again."]
+    assert not at.tabs[GENERATE_TAB].get("vega_lite_chart")  # no chart of a pair never finished
+    at.sidebar.selectbox(key="preset").set_value("float16").run()
+    assert _quiet(at) == ["The writing stopped when float had written 6 of 30 words and quantized 4, because the page "
+                          "reran (a tab switch or a change in the sidebar) before it finished; what was written until "
+                          "then is kept below. They are from the earlier setup: since then the quantization (tutorial "
+                          "→ float16) changed. Press Generate to write it again."]
+
+
+def test_texts_another_session_asked_for_are_shared_and_can_be_written_again(app_env, monkeypatch):
+    import wlm.generate as wlm_generate
+
+    real_generate, calls = wlm_generate.generate, []
+
+    def counted(model, dictionary, **kwargs):
+        calls.append(kwargs)
+        return real_generate(model, dictionary, **kwargs)
+
+    monkeypatch.setattr(wlm_generate, "generate", counted)
+    backend.writing.clear()
+    first, second = run_app({"tab": "generate", "seed": "11"}), run_app({"tab": "generate", "seed": "11"})
+    a = _generate(first, seed=11, temperature=1.0, words=25)
+    assert len(calls) == 2 and not [c for c in first.tabs[GENERATE_TAB].caption if "another visitor" in c.value]
+    b = _generate(second, seed=11, temperature=1.0, words=25)
+    assert a == b and len(calls) == 2  # written once for both
+    shared = [c.value for c in second.tabs[GENERATE_TAB].caption if "another visitor" in c.value]
+    assert len(shared) == 1 and "Written" in shared[0] and "not written twice" in shared[0]
+    second.button(key="gen_again_go").click().run()
+    assert_clean(second)
+    assert len(calls) == 4 and second.session_state["gen_result"]["float"] == a  # its own writing, same words
+    assert not [c for c in second.tabs[GENERATE_TAB].caption if "another visitor" in c.value]
 
 
 def test_a_setup_change_after_writing_says_the_texts_are_the_earlier_setups(app_env):

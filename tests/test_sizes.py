@@ -1,8 +1,10 @@
+import io
 
 import pytest
+import torch
 
-from wlm.quantize import PRESETS, quantize
-from wlm.sizes import module_sizes, part_table, size_by_part, weights_per_part
+from wlm.quantize import PRESETS, QuantSpec, quantize
+from wlm.sizes import module_sizes, part_table, size_by_part, state_dict_bytes, weights_per_part
 
 from conftest import tiny_model
 
@@ -37,3 +39,20 @@ def test_sizes_print_in_readable_units(value, text):
     from wlm.sizes import format_mb
 
     assert format_mb(value) == text
+
+
+def _file_bytes(module: torch.nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return len(buffer.getvalue())
+
+
+@pytest.mark.parametrize("spec", [*PRESETS.values(), QuantSpec(embedding=True, embedding_bits=4),
+                                  QuantSpec(linear=True, per_channel=True, dtype="qint8", embedding=True)],
+                         ids=[*PRESETS, "emb4 only", "per-channel + emb8"])
+def test_each_size_is_the_size_of_the_file_torch_save_writes(spec):
+    # Float parts are counted without their bytes being written (skip_data); the count must still be the file's.
+    model = tiny_model(300)
+    quantized = quantize(model, spec)
+    for module in (quantized, quantized.encoder, quantized.rnn, quantized.decoder):
+        assert state_dict_bytes(module) == _file_bytes(module)

@@ -170,7 +170,7 @@ def test_the_last_card_names_the_tabs_that_go_further_and_the_torchao_note(app_e
     # One link per tab that shows what the tutorial left out, in the card's order, each a tab this app has.
     named = re.findall(r"^- \[\*\*(.+?)\*\*\]\(", further, flags=re.M)
     assert named == ["Model", "Fidelity", "Speed & accuracy", "Inside a multiply", "Fewer bits", "Static or dynamic",
-                     "When int8 pays"]
+                     "When int8 pays", "Which parts"]
     assert set(named) <= {t.label for t in at.tabs}
     assert any("torchao" in i.value and "905 tok/s" in i.value for i in tab.info)
 

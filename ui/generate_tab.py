@@ -2,9 +2,6 @@
 likely a shared pick was at each step until then."""
 from __future__ import annotations
 
-import contextlib
-import time
-
 import streamlit as st
 
 try:  # the exception Streamlit raises inside a script its page reruns or stops (RerunException, StopException)
@@ -15,14 +12,14 @@ except ImportError:  # Streamlit before 1.38
 from wlm import hosting
 from wlm.corpus import EOS
 from wlm.errors import WlmError
-from wlm.generate import MAX_WORDS, first_difference, generate_side_by_side
+from wlm.generate import MAX_WORDS, first_difference
 
 from . import glossary
-from .backend import shared_picks
+from .backend import shared_picks, writing
 from .charts import generate as charts
 from .charts import word_html
 from .requests import Setup
-from .widgets import bounded_text, error
+from .widgets import SessionPage, bounded_text, error, shared_caption
 
 MAX_APP_WORDS = min(1000, MAX_WORDS)
 
@@ -35,6 +32,9 @@ def _markdown_word(word: str) -> str:
 
 
 RESULT = "gen_result"  # session state: the last texts written, finished or cut short by a rerun
+AGAIN = "gen_again"  # session state: this session's "write again" presses under another visitor's texts
+RESUMED = ("The writing went on while the page reran (a tab switch or a change in the sidebar), and here it is, "
+           "finished.")
 
 
 def _changes(earlier: dict, request: tuple, label: str) -> list[str]:
@@ -75,43 +75,56 @@ def _note(result: dict, changes: list[str]) -> str | None:
     return None
 
 
-def _write(setup: Setup, request: tuple, boxes: dict, **kwargs) -> dict:
-    """Both models write at once (a thread each) and the page shows their words as they come.
+def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> dict:
+    """Both models write at once (``backend.writing``: once per server for the same texts, in the background) and
+    the page shows their words as they come.
 
-    A rerun of the page (a tab switch, a change in the sidebar) stops the script inside this loop: Streamlit
-    raises its own exception at the next box update. The words written until then stay in the session, in the
-    record put there before the first word, marked unfinished, and the exception goes on its way. The record is
-    changed in place, never stored again: once the stop is requested, Streamlit raises once more at every
-    access to the session state from this run, so a write in a ``finally`` would never land."""
-    steps = generate_side_by_side({"float": setup.model, "quantized": setup.quantized}, setup.dictionary, **kwargs)
+    The words shown are kept in a record in the session, put there before the first word and changed in place,
+    never stored again: a rerun of the page (a tab switch, a change in the sidebar) stops the script at its next box
+    update, and once the stop is requested Streamlit raises at every access to the session state from this run.
+    The writing itself goes on, and the page's next run takes it up (``_follow``)."""
+    job = writing(setup.variant, setup.vocabulary, again=again, _page=SessionPage(), **kwargs)
     earlier = st.session_state.get(RESULT)
     record = {"float": [], "quantized": [], "seconds": {}, "request": request, "label": setup.spec.label,
-              "finished": False, "first_difference": None}
+              "finished": False, "first_difference": None, "writing": job, "resumed": False}
     st.session_state[RESULT] = record
-    texts, seconds = {name: record[name] for name in boxes}, record["seconds"]
     try:
-        with contextlib.closing(steps):  # closed however the loop ends: the writing threads stop
-            shown = time.perf_counter()
-            for step in steps:
-                if step.word is None:
-                    seconds[step.model] = step.seconds
-                else:
-                    texts[step.model].append(step.word)
-                # One page update per 0.25 s for both texts, not a message per word: redrawing
-                # costs the browser, which shares the machine with the models on a laptop demo.
-                if step.word is None or time.perf_counter() - shown >= 0.25:
-                    for name, box in boxes.items():
-                        box.markdown("".join(_markdown_word(w) for w in texts[name]))
-                    shown = time.perf_counter()
+        _follow(record, boxes)
     except ScriptControlException:
-        raise  # a rerun or a stop: the record keeps what was written, unfinished
+        raise  # a rerun or a stop: the record keeps what was shown, and the writing goes on
     except Exception:
         st.session_state[RESULT] = earlier  # an error, not a rerun: nothing is kept as if merely cut short
         raise
-    finally:
-        record["first_difference"] = first_difference(record["float"], record["quantized"])
-    record["finished"] = True
     return record
+
+
+def _follow(record: dict, boxes: dict) -> None:
+    """Show the record's writing as it goes until it ends, copying its words into the record (in place)."""
+    job = record["writing"]
+    while True:
+        ended = job.wait(0.25)  # one page update per 0.25 s for both texts: redrawing costs the browser
+        words = job.snapshot()
+        for name, box in boxes.items():
+            record[name][:] = words[name]
+            if job.started or ended:
+                box.markdown("".join(_markdown_word(w) for w in words[name]))
+            else:
+                box.caption(":material/hourglass_bottom: Waiting for another visitor's text to be written first, "
+                            "so that the two do not share the cores.")
+        if ended:
+            break
+    if job.error is not None:
+        raise job.error
+    record["seconds"].update(job.seconds)
+    record["first_difference"] = first_difference(record["float"], record["quantized"])
+    record["finished"] = True
+
+
+def _resumable(result: dict) -> bool:
+    """Whether an unfinished result's writing can still be taken up: it went on without the page, unless it lost
+    its place in line to this session's next request (an error of its own is raised when taken up)."""
+    job = result.get("writing")
+    return not result["finished"] and job is not None and not isinstance(job.error, hosting.Superseded)
 
 
 def render(setup: Setup) -> None:
@@ -132,6 +145,9 @@ def render(setup: Setup) -> None:
         st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
     request = (setup.variant.key, int(words), float(temperature), setup.seed, prompt)
     pressed = st.button("Generate", key="gen_go", type="primary")
+    again = st.session_state.get(AGAIN, 0)
+    if not pressed and st.session_state.pop(f"{AGAIN}_pressed", False):
+        pressed = True  # "Write again" under another visitor's texts: this session's own writing
     result = None if pressed else st.session_state.get(RESULT)
     changes = _changes(result, request, setup.spec.label) if result else []
     note = st.empty()  # above the texts: why they are not this setup's finished pair, when they are not
@@ -139,13 +155,17 @@ def render(setup: Setup) -> None:
     left.markdown("**float**")
     right.markdown(f"**quantized ({result['label'] if result and changes else setup.spec.label})**")
     float_box, quant_box = left.empty(), right.empty()
-    if pressed:
-        try:
-            result = _write(setup, request, {"float": float_box, "quantized": quant_box}, words=int(words),
-                            temperature=float(temperature), seed=setup.seed, prompt=prompt)
-        except WlmError as exc:
-            error(exc, setup)
-            return
+    boxes = {"float": float_box, "quantized": quant_box}
+    try:
+        if pressed:
+            result = _write(setup, request, boxes, again, words=int(words), temperature=float(temperature),
+                            seed=setup.seed, prompt=prompt)
+        elif result and _resumable(result):
+            result["resumed"] = True  # it went on while the page reran: follow it to its end
+            _follow(result, boxes)
+    except WlmError as exc:
+        error(exc, setup)
+        return
     if not result:
         return
     if not result["finished"]:  # its writing may still be stopping in the run it began in: take what is there
@@ -154,6 +174,8 @@ def render(setup: Setup) -> None:
     said = _note(result, changes)
     if said:
         note.info(said)
+    elif result.get("resumed"):
+        note.info(RESUMED)
     first = result["first_difference"]
     float_box.markdown(word_html.paired_html(result["float"], first, result["quantized"]), unsafe_allow_html=True)
     quant_box.markdown(word_html.paired_html(result["quantized"], first, result["float"]), unsafe_allow_html=True)
@@ -162,6 +184,9 @@ def render(setup: Setup) -> None:
         st.markdown(f"<div style='font-size:0.875rem'>{word_html.paired_legend(first)}</div>", unsafe_allow_html=True)
     if said:  # the chart replays this setup's models along the texts: only for its own finished pair
         return
+    if result.get("writing") is not None:
+        shared_caption(result["writing"], "texts", AGAIN, done="Written", redo="Write again",
+                       saved="so they were not written twice; the speed below is that writing's")
     # Replaying both models along the shared text takes seconds for a long one that never parts (float16).
     with st.spinner("Replaying both models to measure how likely a shared pick was at each step…"):
         agreed = shared_picks(setup.variant, setup.vocabulary, setup.seed, float(temperature), prompt, int(words),

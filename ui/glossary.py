@@ -37,6 +37,33 @@ HELP = {
            "that an average hides.",
     "SQNR (dB)": "Signal-to-quantization-noise ratio: how big a weight is against its rounding error, in "
                  "decibels. Higher is better; each 6 dB is about one bit of precision.",
+    "per-group": "One scale for each run of G consecutive weights of a row (G = 64: a row of 512 weights has 8 "
+                 "scales), so one large weight coarsens the grid of its own group only, not of its whole row or "
+                 "tensor. The price is more scales to store.",
+    "asymmetric (zero point)": "Each row or group gets a zero point as well as a scale, so its grid spans that "
+                               "block's own smallest to largest weight instead of ±its largest |weight|: no levels "
+                               "are spent on a side the weights never reach. The zero point is stored too.",
+    "bits per weight": "What one rounded weight really takes stored: its N-bit code plus its share of the scales "
+                       "(float16, 16 bits each) and zero points (N bits each) of its block. 4 bits with one scale "
+                       "per 64 weights is 4 + 16/64 = 4.25 bits per weight.",
+    "per-tensor": "One scale for a whole weight tensor: its largest |weight| sets the grid of every weight in it "
+                  "(torch's int8 rule for the LSTM and the decoder).",
+    "per-row": "One scale for each row of a weight (one output of the layer, or one word of the embedding), so a "
+               "row of small weights keeps a fine grid of its own.",
+    "group size": "G, how many consecutive weights of a row share one scale in a per-group scheme: a smaller G "
+                  "rounds more finely and stores more scales.",
+    "mean KL": "The KL divergence of the quantized model's next-word probabilities from the float model's, "
+               "averaged over every prediction, in nats: 0 when the two agree exactly. Unlike Δ loss it never "
+               "comes out below 0 by luck, so it says which change costs more.",
+    "real int8": "torch's own dynamic int8 kernels (quantize_dynamic): int8 weights with one scale per tensor "
+                 "(a scale and an offset per row for the embedding), and activations rounded at run time.",
+    "simulated": "The weights rounded to the nearest of 2^N levels and put back as float; the model then runs in "
+                 "float with no activation rounding, since PyTorch has no kernel for fewer than 8 bits.",
+    "stored size (MB)": "What the weights would take in a file stored so: N bits a weight plus the scales and "
+                        "zero points of their blocks, biases and float parts at 32 bits.",
+    "uniform choice": "Every part of the model (the embedding too) at the same width and scheme.",
+    "mixed precision": "Each part at its own width and scheme. The map predicts a mix's Δ loss by adding up its "
+                       "parts' changes; the mix is then measured as a whole model.",
     "<unk>": "The one token for every word outside the vocabulary: Wikitext-2 replaced rare words by `<unk>` "
              "before any model saw them, so a model predicts `<unk>` like any other word.",
     "<eos>": "End of a line: the tutorial adds it after every line of the corpus, so a model learns where lines "
@@ -51,7 +78,8 @@ TOKENS = ("<unk>", "<eos>", "@-@")  # words of the corpus itself; written as cod
 # Which term explains each column.
 COLUMN_TERMS = {"size_mb": "size (MB)", "loss": "loss", "ppl": "perplexity", "perplexity": "perplexity",
                 "seconds": "seconds", "tokens_per_s": "tokens/s", "speedup": "speedup", "delta_loss": "Δ loss",
-                "engine": "engine", "tokens": "predictions", "sqnr_db": "SQNR (dB)"}
+                "engine": "engine", "tokens": "predictions", "sqnr_db": "SQNR (dB)", "kl_mean": "mean KL",
+                "bits_per_weight": "bits per weight", "group_size": "group size", "top1_agreement": "top-1 agreement"}
 
 
 def name(column: str) -> str:

@@ -25,7 +25,7 @@ OPEN_TAB = "open_tab"  # session state: the open tab's title (Streamlit's own ta
 WALKTHROUGH = "Walkthrough"
 # Settings only some tabs read: a link carries them only while one of those tabs is open. The Walkthrough's
 # 'step' is its own (it writes it), and every other setting describes the model every tab works on.
-READ_BY = {"seed": ("Generate", "Fewer bits", WALKTHROUGH), "threads": ("Speed & accuracy", "Fidelity")}
+READ_BY = {"seed": ("Generate", "Fewer bits", WALKTHROUGH, "Which parts"), "threads": ("Speed & accuracy", "Fidelity")}
 DEFAULTS = {"source": "bundled", "path": "word_language_model_quantize.pth", "preset": "tutorial", "lstm": True,
             "linear": True, "embedding": False, "embedding_bits": 8, "dtype": "qint8", "per_channel": False,
             "threads": 1, "seed": 0}

@@ -157,6 +157,7 @@ BEYOND = [
     ("Weights rounded to 8 down to 2 bits: where the loss breaks", "Fewer bits"),
     ("Why dynamic: activation scales fixed from calibration against scales picked at run time", "Static or dynamic"),
     ("Where int8 stops paying: every quantized engine of this CPU against batch size", "When int8 pays"),
+    ("Which part costs what: each part quantized alone, and bits per part under a size budget", "Which parts"),
 ]
 
 

@@ -17,11 +17,12 @@ OWNER = "_queue_owner"  # session state: this session's name in the server's que
 WAITED = "_waited"  # session state: the requests of this session that queued behind another visitor's
 
 
-# Streamlit has no setting for narrow screens: on a phone its tab bar scrolls sideways behind an arrow (the last
-# tabs out of sight) and the title fills half the first screen. Tabs wrap onto a second row there instead.
+# Streamlit has no setting for this: a tab bar wider than the page scrolls sideways behind an arrow (the last tabs
+# out of sight: on a phone half of them, at 1280 px the tenth), and on a phone the title fills half the first
+# screen. Tabs wrap onto a second row instead, and a phone's title is smaller.
 NARROW_SCREENS = """<style>
+[data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; overflow: visible; }
 @media (max-width: 640px) {
-  [data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; overflow: visible; }
   h1 { font-size: 1.75rem !important; }
 }
 </style>"""
@@ -108,18 +109,20 @@ def shown_to_another(measured: backend.Measured) -> bool:
     return measured.by != SessionPage().owner
 
 
-def shared_caption(measured: backend.Measured, asked_for: str, again: str) -> None:
-    """Under a measurement another visitor's request made (for the same ``asked_for``): when, and a button for this
-    session's own, which counts its presses in session state ``again`` (the count is part of the request)."""
+def shared_caption(measured: backend.Measured, asked_for: str, again: str, done: str = "Measured",
+                   redo: str = "Measure again", saved: str = "so this page did not queue for it") -> None:
+    """Under a measurement (or a text) another visitor's request made for the same ``asked_for``: when, and a button
+    for this session's own, which counts its presses in session state ``again`` (the count is part of the request)
+    and marks ``{again}_pressed`` for a page that acts on the press itself."""
     if not shown_to_another(measured):
         return
     seconds = measured.seconds_ago()
     ago = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
     left, right = st.columns([4, 1], vertical_alignment="center")
-    left.caption(f":material/group: Measured {ago} ago on this server for another visitor who asked for the same "
-                 f"{asked_for}, so this page did not queue for it.")
-    right.button("Measure again", key=f"{again}_go",
-                 on_click=lambda: st.session_state.update({again: st.session_state.get(again, 0) + 1}))
+    left.caption(f":material/group: {done} {ago} ago on this server for another visitor who asked for the same "
+                 f"{asked_for}, {saved}.")
+    right.button(redo, key=f"{again}_go", on_click=lambda: st.session_state.update(
+        {again: st.session_state.get(again, 0) + 1, f"{again}_pressed": True}))
 
 
 def remembered_button(label: str, key: str, request: tuple) -> bool:

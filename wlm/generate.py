@@ -12,11 +12,12 @@ at a time, so a long one costs time but no more memory than a short one.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -204,6 +205,69 @@ def _side_by_side(models: dict[str, nn.Module], dictionary: Dictionary, **kwargs
             yield step
     finally:
         stop.set()
+
+
+class Writing:
+    """``generate_side_by_side`` run once in a background thread, for however many pages read it.
+
+    A page takes a ``snapshot`` of the words written so far whenever it likes, and the writing goes on when the
+    page goes away (a rerun, a closed tab): a page that comes back, or another one asking for the same texts,
+    reads the same words and does not write them again. ``turn`` (a context manager factory) is held while the
+    models write, so a server can let only a few writings run at once. Bad parameters raise here, before the
+    thread starts; an error in the thread is kept in ``error``.
+    """
+
+    def __init__(self, models: dict[str, nn.Module], dictionary: Dictionary, *, words: int,
+                 temperature: float = 1.0, seed: int = 0, prompt: str | None = None,
+                 turn: Callable[[], ContextManager] | None = None, by: str = ""):
+        check_sampling(words, temperature)
+        dictionary.encode_prompt(prompt)
+        self.asked, self.by = words, by  # ``by``: who asked first, in the caller's own terms
+        self.words: dict[str, list[str]] = {name: [] for name in models}
+        self.seconds: dict[str, float] = {}  # per model, from its first word's start to its last word
+        self.error: Exception | None = None
+        self.created = time.time()
+        self._started, self._done = threading.Event(), threading.Event()
+        kwargs = dict(words=words, temperature=temperature, seed=seed, prompt=prompt)
+        self._thread = threading.Thread(target=self._run, args=(models, dictionary, kwargs, turn), daemon=True,
+                                        name="writing")
+        self._thread.start()
+
+    def _run(self, models, dictionary, kwargs, turn) -> None:
+        try:
+            with (turn or contextlib.nullcontext)():
+                self._started.set()
+                for step in _side_by_side(models, dictionary, **kwargs):
+                    if step.word is None:
+                        self.seconds[step.model] = step.seconds
+                    else:
+                        self.words[step.model].append(step.word)
+        except Exception as exc:  # read by the pages, which raise it
+            self.error = exc
+        finally:
+            self._started.set()
+            self._done.set()
+
+    @property
+    def started(self) -> bool:
+        """Whether the models have begun (not still waiting for a turn)."""
+        return self._started.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait at most ``seconds`` for the end; whether it has ended."""
+        return self._done.wait(seconds)
+
+    def seconds_ago(self) -> float:
+        """Since the writing was asked for."""
+        return max(0.0, time.time() - self.created)
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Each model's words so far, as lists of their own."""
+        return {name: list(words) for name, words in self.words.items()}
 
 
 def first_difference(a: list[str], b: list[str]) -> int | None:

@@ -47,7 +47,7 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 # server runs about twice as slow, so 1,200 tokens keep it near 30 s there.
 MAX_TOKENS = 4_000
 MAX_SWEEP_TOKENS = 1_500
-MAX_BITS_TOKENS = 1_200
+MAX_BITS_TOKENS = 800  # three schemes' sweep scores 23 models: about 25 s on one thread
 # A sensitivity map scores about 150 cells; at 500 tokens it takes about half a minute on one thread, and its
 # trade-off (about 40 whole-model evaluations) about as long.
 MAX_SENSITIVITY_TOKENS = 500
@@ -398,3 +398,6 @@ def waiting_message(place: int) -> str:
 SERVER_LOCK = FairQueue(1)  # speed measurements, one at a time
 HEAVY_WORK = FairQueue(HEAVY_SLOTS)  # long untimed work that holds copies of a model
 PAGE_WORK = FairQueue(HEAVY_SLOTS)  # short untimed work that holds copies of a model, while a page draws
+# Texts being written (two threads each): a class pressing Generate at once takes turns instead of sharing the cores
+# forty ways; a session holds one place, so the line is never longer than the sessions.
+WRITING = FairQueue(1)

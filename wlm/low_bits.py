@@ -343,18 +343,26 @@ def cliff(table: pd.DataFrame, threshold: float = CLIFF_NATS) -> dict[str, int |
 
 def _table_label(table: pd.DataFrame, scheme: str) -> str:
     groups = table.loc[table["scheme"] == scheme, "group_size"] if "group_size" in table else []
-    return scheme_label(scheme, int(groups.iloc[0])) if len(groups) and "per-group" in scheme else scheme
+    return scheme_label(scheme, int(groups.iloc[0]) if len(groups) and groups.iloc[0] else DEFAULT_GROUP_SIZE)
 
 
 def sweep_takeaway(table: pd.DataFrame, threshold: float = CLIFF_NATS) -> str:
-    """One line: where each scheme's loss first rises by more than ``threshold`` nats, and the 8-bit check."""
-    parts = []
+    """One line: at which width each scheme's loss first rises by more than ``threshold`` nats (schemes that
+    share a width named together), and the 8-bit check."""
+    at: dict[int | None, list[str]] = {}
     for scheme, width in cliff(table, threshold).items():
-        lowest = int(table.loc[table["scheme"] == scheme, "bits"].min())
-        name = _table_label(table, scheme)
-        parts.append(f"{name}: loss first rises by more than {threshold} nats at {width} bits" if width
-                     else f"{name}: within {threshold} nats down to {lowest} bits")
-    text = "; ".join(parts) + "."
+        at.setdefault(width, []).append(_table_label(table, scheme))
+    parts = [f"{width} bits ({', '.join(names)})" for width, names in sorted(
+        ((w, n) for w, n in at.items() if w is not None), key=lambda item: -item[0])]
+    text = f"The loss first rises by more than {threshold} nats at {'; at '.join(parts)}" if parts else ""
+    if None in at:
+        lowest = int(table.loc[table["scheme"].isin(SCHEMES), "bits"].min())
+        if text:
+            text += (f"; {', '.join(at[None])} stay{'s' if len(at[None]) == 1 else ''} within {threshold} nats "
+                     f"down to {lowest} bits")
+        else:
+            text = f"Every scheme stays within {threshold} nats down to {lowest} bits"
+    text += "."
     real = table[table["scheme"] == "real int8"]
     sim8 = table[(table["scheme"] == "per-tensor") & (table["bits"] == 8)]
     if len(real) and len(sim8):

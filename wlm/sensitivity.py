@@ -415,8 +415,8 @@ def takeaway(table: pd.DataFrame) -> str:
         return (f"{low['delta_loss']:+.3f} nats ({_scheme_name(low)}) to {high['delta_loss']:+.3f} "
                 f"({_scheme_name(high)})")
 
-    text = (f"{part_label(worst)} costs most: alone at {width} bits it adds {span(worst)}, while "
-            f"{part_label(best)} adds {span(best)}.")
+    text = (f"{part_label(worst)} costs most: alone at {width} bits it moves the loss by {span(worst)}, while "
+            f"{part_label(best)} moves it by {span(best)}.")
     real = table[table["scheme"] == REAL].set_index("part")
     if len(real):
         costly = str(real["kl_mean"].idxmax())
@@ -486,8 +486,9 @@ def frontier(model: nn.Module, table: pd.DataFrame) -> list[Mix]:
     rounding can lower the loss, but never the KL."""
     front: list[tuple[float, float, float, tuple[Cell, ...]]] = [(0.0, 0.0, 0.0, ())]
     for part in parts(model):
+        options = _options(model, table, part)
         merged = sorted(((s + so, k + ko, d + do, cells + (c,)) for s, k, d, cells in front
-                         for so, ko, do, c in _options(model, table, part)), key=lambda t: (t[0], t[1]))
+                         for so, ko, do, c in options), key=lambda t: (t[0], t[1]))
         front, best = [], math.inf
         for entry in merged:
             if entry[1] < best:
@@ -496,11 +497,17 @@ def frontier(model: nn.Module, table: pd.DataFrame) -> list[Mix]:
     return [Mix({c.part: c for c in cells}, size, delta, kl) for size, kl, delta, cells in front]
 
 
-def pick(model: nn.Module, table: pd.DataFrame, budget_mb: float) -> Mix:
-    """The pick with the least summed mean KL whose stored size is within ``budget_mb``."""
+def float_mb(model: nn.Module) -> float:
+    """The float model stored (MB): every tensor as float32."""
+    return stored_mb(model.state_dict(), {})
+
+
+def pick(model: nn.Module, table: pd.DataFrame, budget_mb: float, front: list[Mix] | None = None) -> Mix:
+    """The pick with the least summed mean KL whose stored size is within ``budget_mb`` (from ``front``, the map's
+    ``frontier``, when the caller has it)."""
     if isinstance(budget_mb, bool) or not isinstance(budget_mb, (int, float)) or not budget_mb > 0:
         raise WlmError(f"the size budget must be a positive number of MB, got {budget_mb!r}")
-    front = frontier(model, table)
+    front = frontier(model, table) if front is None else front
     within = [mix for mix in front if mix.size_mb <= budget_mb]
     if not within:
         raise WlmError(f"no mix of the map's cells fits in {budget_mb:g} MB: the smallest is "
@@ -569,16 +576,16 @@ def tradeoff(model: nn.Module, table: pd.DataFrame, data: torch.Tensor, budget_m
     """Size against measured Δ loss for every uniform choice of the map (all parts, the embedding included, at one
     width and scheme), the best mix at each of those sizes, and the mix picked for ``budget_mb``.
 
-    Returns the table (columns: kind 'uniform' | 'mix' | 'pick', label, size_mb, delta_loss, predicted_delta_loss,
-    tokens) and the measured pick. ``cache``, a dict kept for one model and data, saves evaluations by the mix's
+    Returns the table (columns: kind 'uniform' | 'mix' | 'pick', label, scheme, bits and group_size (a uniform
+    choice's; empty for mixes), size_mb, delta_loss, predicted_delta_loss, tokens) and the measured pick. ``cache``, a dict kept for one model and data, saves evaluations by the mix's
     cells."""
     data = _check_tokens(data, max_tokens)
     cache = {} if cache is None else cache
-    chosen = pick(model, table, budget_mb)
+    front = frontier(model, table)
+    chosen = pick(model, table, budget_mb, front)
     simulated = table[table["scheme"] != REAL]
     uniform = [uniform_mix(model, table, s, int(b), int(g) or DEFAULT_GROUP_SIZE)
                for (s, b, g), _ in simulated.groupby(["scheme", "bits", "group_size"], sort=False)]
-    front = frontier(model, table)
     matched: dict[tuple, Mix] = {}  # uniform choices of one size share their mix
     for mix in uniform:
         within = [m for m in front if m.size_mb <= mix.size_mb]
@@ -598,7 +605,10 @@ def tradeoff(model: nn.Module, table: pd.DataFrame, data: torch.Tensor, budget_m
                                                                                    len(points) * t))
                 cache[key] = evaluate(mixed_model(model, mix), data, progress=report)
             result = cache[key]
-            rows.append({"kind": kind, "label": mix.label or mix.describe(), "size_mb": mix.size_mb,
+            one = next(iter(mix.cells.values())) if kind == "uniform" else None  # a uniform choice's one cell
+            rows.append({"kind": kind, "label": mix.label or mix.describe(),
+                         "scheme": one.scheme if one else None, "bits": one.bits if one else None,
+                         "group_size": one.group_size if one else None, "size_mb": mix.size_mb,
                          "delta_loss": result.loss - float_loss, "predicted_delta_loss": mix.predicted_delta_loss,
                          "tokens": result.tokens})
     picked = rows[-1]

@@ -14,6 +14,15 @@ FLOAT = "#4c78a8"
 QUANTIZED = "#f58518"
 QUANTIZED_TEXT = "#b35806"  # a darker orange that still reads as text on a white page
 PER_ROW = "#54a24b"  # the per-tensor scheme is drawn in QUANTIZED
+# One colour per weight-rounding scheme (``wlm.low_bits.SCHEMES``): per tensor in the quantized orange; a zero point
+# darkens its scheme's own colour, so the symmetric and asymmetric forms of one granularity read as one family.
+SCHEME_COLORS = {
+    "per-tensor": QUANTIZED,
+    "per-row": PER_ROW,
+    "per-group": "#e7298a",  # a magenta
+    "per-row-asym": "#2e6b27",  # a dark green
+    "per-group-asym": "#8e0152",  # a dark magenta
+}
 ACCENT = "#e45756"  # what the eye should land on: grid levels, a range's ends, errors, the loss cliff
 SCALE = "#72b7b2"  # run-time activation scales
 INT32_SUM = "#9d755d"  # the integer accumulator
