@@ -18,6 +18,15 @@ st.title("Dynamic quantization of an LSTM language model")
 starting = st.empty()
 if "torch" not in sys.modules:
     starting.caption("Starting up: loading PyTorch and the model…")
+    if st.query_params.get("src", "bundled") == "bundled":
+        # Reading the model and quantizing it the sidebar's default way is mostly torch's own work: it runs
+        # on the other core while this run imports pandas, Altair and the app (wlm.bundle.read_ahead),
+        # instead of after them.
+        from wlm.bundle import read_ahead
+        from wlm.checkpoint import default_model_path
+        from wlm.quantize import PRESETS
+
+        read_ahead(default_model_path(), PRESETS["tutorial"])
 
 import wlm  # noqa: F401  (quantization warning filters)
 from ui import (
@@ -26,6 +35,7 @@ from ui import (
     generate_tab,
     model_tab,
     multiply_tab,
+    sensitivity_tab,
     speed_tab,
     speedup_tab,
     static_tab,
@@ -48,7 +58,7 @@ from wlm.errors import WlmError
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
         "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab,
-        "Static or dynamic": static_tab, "When int8 pays": speedup_tab}
+        "Static or dynamic": static_tab, "When int8 pays": speedup_tab, "Which parts": sensitivity_tab}
 log = logging.getLogger("wlm.app")
 
 

@@ -5,9 +5,9 @@
 Reports, per run: server launch to health check, page open to the title and to the first drawn
 chart (and its takeaway), page open to the end of the first script run, quantizing a new variant
 (the embedding toggle) and an already cached one until the size takeaway is refreshed, 1,000
-generated words in the browser, and the server's resident memory with float and three variants cached; screenshots of
-the Model and Generate tabs go to artifacts/browser/. A benchmark, not a test: pytest does not
-collect it and it asserts nothing.
+generated words in the browser, the server's resident memory with float and three variants cached,
+and a second page's first chart on the now warm server; screenshots of the Model and Generate tabs
+go to artifacts/browser/. A benchmark, not a test: pytest does not collect it and it asserts nothing.
 """
 from __future__ import annotations
 
@@ -98,6 +98,15 @@ def one_run(env: dict) -> dict[str, float]:
             wait_until_idle(page)
             page.screenshot(path=str(SHOTS / "bench-generate.png"), full_page=True)
             result["server memory, float + 3 variants (MB)"] = rss_mb(server.pid)
+            # A second visitor on the same server: what a first page costs once the server is warm (the
+            # figure a replica that deploy/serve warmed gives its first visitor).
+            second = browser.new_page(viewport={"width": 1400, "height": 1000})
+            second.set_default_timeout(120_000)
+            opened = time.monotonic()
+            second.goto(url)
+            second.locator(CHART).first.wait_for()
+            result["second page, warm server: open -> first chart (s)"] = time.monotonic() - opened
+            wait_until_idle(second)
             browser.close()
     finally:
         stop_app(server)

@@ -26,14 +26,24 @@ import streamlit as st
 
 from wlm import hosting
 from wlm.benchmark import benchmark_variants, thread_sweep, tokens_for_seconds, with_delta_loss
+from wlm.bundle import parts_read_ahead
 from wlm.checkpoint import load_checkpoint_bytes, load_model
 from wlm.corpus import Corpus
 from wlm.dynamic_multiply import dynamic_multiply, input_from_position, input_from_prompt, moved_scores, scales_of
 from wlm.evaluate import reporting_to
 from wlm.fidelity import output_fidelity, weight_histogram, weight_sqnr
-from wlm.generate import Agreement, agreement, generate
+from wlm.generate import Agreement, Writing, agreement, generate
 from wlm.lessons import LESSONS, Lesson, LessonRun, estimate_seconds, lesson_arguments, run_lesson
-from wlm.low_bits import bits_histogram, estimate_sweep_seconds, simulate, sweep
+from wlm.low_bits import (
+    DEFAULT_GROUP_SIZE,
+    SCHEMES,
+    SWEEP_BITS,
+    SWEEP_SCHEMES,
+    bits_histogram,
+    estimate_sweep_seconds,
+    simulate,
+    sweep,
+)
 from wlm.memory import release_memory
 from wlm.model import LoadedModel
 from wlm.next_word import next_words_pair
@@ -42,6 +52,17 @@ from wlm.onnx_export import export_zip
 from wlm.qengine import packing
 from wlm.quantize import PRESETS, QuantSpec, quantize
 from wlm.quantized_file import quantized_bytes
+from wlm.sensitivity import (
+    Mix,
+    estimate_sensitivity_seconds,
+    float_mb,
+    frontier,
+    mixed_model,
+    part_label,
+    parts,
+    sensitivity,
+    tradeoff,
+)
 from wlm.sizes import size_by_part, weights_per_part
 from wlm.static_quant import StaticStudy
 from wlm.static_quant import estimate_seconds as estimate_static_seconds
@@ -220,7 +241,8 @@ def load_source(kind: str, location: str, _data: bytes | None = None, max_params
 def quantized_parts(source: ModelSource) -> dict:
     """Quantized parts of a source's model, lent from one variant to the next (7 kinds at most:
     8- or 4-bit embedding, qint8 or float16 LSTM, three decoders), so a toggle quantizes only what changed."""
-    return _held(_HELD_PARTS, source.key, dict, keep=not source.is_upload)
+    # A fresh server's first page may have had them quantized while it imported (wlm.bundle.read_ahead).
+    return _held(_HELD_PARTS, source.key, lambda: parts_read_ahead(source.model), keep=not source.is_upload)
 
 
 @resource(show_spinner="Quantizing…", max_entries=3)
@@ -261,15 +283,17 @@ def onnx_zip(source: ModelSource, vocabulary: Vocabulary, variant: str, _page: P
 
 @resource(max_entries=4)
 def sweep_points(source: ModelSource, split: CorpusSource) -> dict:
-    """Fewer bits: losses measured so far, keyed (scheme, bits, tokens, embedding), so a changed control
-    re-measures only what it changes, and every session shares them."""
+    """Fewer bits: losses measured so far, keyed (scheme, bits, tokens, embedding[, group size]) as
+    ``low_bits.sweep`` keys them, so a changed control re-measures only what it changes (another group size only
+    the per-group points), and every session shares them."""
     return {}
 
 
 @resource(show_spinner="Rounding the weights…", max_entries=3)
-def simulated_model(source: ModelSource, bits: int, scheme: str, embedding: bool, _page: Page | None = None):
+def simulated_model(source: ModelSource, bits: int, scheme: str, embedding: bool,
+                    group_size: int = DEFAULT_GROUP_SIZE, _page: Page | None = None):
     with heavy_turn(_page):
-        return simulate(source.model, bits, scheme, embedding)
+        return simulate(source.model, bits, scheme, embedding, group_size)
 
 
 # --- the Model tab --------------------------------------------------------------------------------------------
@@ -418,6 +442,20 @@ def histogram(variant: Variant, name: str):
 
 # --- Generate --------------------------------------------------------------------------------------------------
 
+# A writing that failed (or lost its place in line to the same session's next request) is not handed out again.
+@resource(show_spinner=False, max_entries=32, ttl=600, validate=lambda job: job.error is None)
+def writing(variant: Variant, vocabulary: Vocabulary, words: int, temperature: float, seed: int, prompt: str,
+            again: int = 0, _page: Page | None = None) -> Writing:
+    """Float and quantized writing from one seed, begun once for every session that asks for the same texts (the
+    same seed writes the same words) and carried on in the background when the asking page reruns. ``again``
+    counts a session's "write again" presses: a new count is a fresh writing, for its own speed. Writings take
+    turns (``hosting.WRITING``), each session holding one place in line."""
+    owner = (_page or Page()).owner
+    return Writing({"float": variant.source.model, "quantized": variant.quantized}, vocabulary.dictionary,
+                   words=words, temperature=temperature, seed=seed, prompt=prompt,
+                   turn=lambda: hosting.WRITING.hold(owner), by=owner)
+
+
 @measured(show_spinner=False, max_entries=64)
 def shared_picks(variant: Variant, vocabulary: Vocabulary, seed: int, temperature: float, prompt: str, words: int,
                  _float_words: list[str], _quantized_words: list[str]) -> Agreement:
@@ -455,16 +493,20 @@ def multiply_lesson(source: ModelSource, vocabulary: Vocabulary, split: CorpusSo
 
 @measured(show_spinner="Timing a short probe to estimate the sweep…", max_entries=16)
 def sweep_estimate(source: ModelSource, split: CorpusSource, tokens: int, embedding: bool,
+                   schemes: tuple[str, ...] = SWEEP_SCHEMES, group_size: int = DEFAULT_GROUP_SIZE,
                    _page: Page | None = None) -> float:
     with page_turn(_page):
-        return estimate_sweep_seconds(source.model, split.ids, max_tokens=tokens, embedding=embedding)
+        return estimate_sweep_seconds(source.model, split.ids, max_tokens=tokens, embedding=embedding,
+                                      schemes=schemes, group_size=group_size)
 
 
-def run_sweep(source: ModelSource, split: CorpusSource, tokens: int, embedding: bool, points: int,
+def run_sweep(source: ModelSource, split: CorpusSource, tokens: int, embedding: bool,
+              schemes: tuple[str, ...] = SWEEP_SCHEMES, group_size: int = DEFAULT_GROUP_SIZE,
               _page: Page | None = None) -> pd.DataFrame:
-    """Every width of both schemes (``points`` evaluations in all); the points measured before, by any session,
-    are reused (``sweep_points``)."""
+    """Every width of each of ``schemes``, the float model and the real int8 variant; the points measured before,
+    by any session, are reused (``sweep_points``)."""
     page = _page or Page()
+    points = 2 + len(SWEEP_BITS) * len(schemes)
     seen: list[str] = []
 
     with heavy_turn(page), page.progress("Evaluating") as report:
@@ -475,22 +517,27 @@ def run_sweep(source: ModelSource, split: CorpusSource, tokens: int, embedding: 
                    f"{label} ({len(seen)} of {points}): {done:,}/{total:,} tokens")
 
         return sweep(source.model, split.ids, max_tokens=tokens, embedding=embedding, progress=progress,
-                     cache=sweep_points(source, split))
+                     cache=sweep_points(source, split), schemes=schemes, group_size=group_size)
 
 
 @measured(show_spinner="Writing with both models…", max_entries=32)
 def paired_texts(source: ModelSource, vocabulary: Vocabulary, bits: int, scheme: str, embedding: bool, seed: int,
-                 words: int, temperature: float, _page: Page | None = None):
+                 words: int, temperature: float, group_size: int = DEFAULT_GROUP_SIZE, _page: Page | None = None):
     """Float and N-bit text from the same seed (the coupled sampler), and where and how likely they part."""
     model, dictionary = source.model, vocabulary.dictionary
-    rounded = simulated_model(source, bits, scheme, embedding, _page=_page)
-    texts = [list(generate(m, dictionary, words=words, temperature=temperature, seed=seed)) for m in (model, rounded)]
-    return texts, agreement(model, rounded, dictionary, *texts, temperature=temperature, seed=seed)
+    rounded = simulated_model(source, bits, scheme, embedding, group_size, _page=_page)
+    return written_beside_float(model, rounded, dictionary, seed, words, temperature)
+
+
+def written_beside_float(model, other, dictionary, seed: int, words: int, temperature: float):
+    """Float's and ``other``'s text from the same seed (the coupled sampler), and where and how likely they part."""
+    texts = [list(generate(m, dictionary, words=words, temperature=temperature, seed=seed)) for m in (model, other)]
+    return texts, agreement(model, other, dictionary, *texts, temperature=temperature, seed=seed)
 
 
 @measured(show_spinner=False, max_entries=32)
-def weight_grid(source: ModelSource, name: str, bits: int, scheme: str):
-    return bits_histogram(source.model, name, bits, scheme)
+def weight_grid(source: ModelSource, name: str, bits: int, scheme: str, group_size: int = DEFAULT_GROUP_SIZE):
+    return bits_histogram(source.model, name, bits, scheme, group_size=group_size)
 
 
 # --- the walkthrough's lessons ---------------------------------------------------------------------------------
@@ -707,3 +754,94 @@ def static_study(source: ModelSource, split: CorpusSource, tokens: int, calibrat
                                    quantized=variant.quantized, progress=progress)
     release_memory()  # the simulated model's weight codes and the static decoders
     return found
+
+
+# --- Which parts ---
+
+def map_request(schemes, bits, group_size: int, tokens: int,
+                hosted: bool) -> tuple[tuple[str, ...], tuple[int, ...], int, int]:
+    """Schemes, widths, group size and test tokens as the server serves a map: in one order whatever order they were
+    picked in, a group size only where a per-group scheme reads it (so one map serves every other choice of it), and
+    a shared server's token bound (``wlm.hosting``) applied to what it received, since a script sends any number."""
+    schemes = tuple(sorted(set(schemes), key=lambda s: SCHEMES.index(s) if s in SCHEMES else len(SCHEMES)))
+    bits = tuple(sorted(set(bits), reverse=True))
+    group_size = group_size if any("per-group" in str(s) for s in schemes) else DEFAULT_GROUP_SIZE
+    return schemes, bits, group_size, hosting.bounded_tokens(tokens, hosted, hosting.MAX_SENSITIVITY_TOKENS)
+
+
+@measured(show_spinner="Timing a short probe to estimate the map…", max_entries=16)
+def sensitivity_estimate(source: ModelSource, split: CorpusSource, schemes: tuple[str, ...], bits: tuple[int, ...],
+                         group_size: int, tokens: int, hosted: bool, _page: Page | None = None) -> float:
+    """About how long the map takes here, from a short probe of the decoder's and one LSTM layer's passes."""
+    schemes, bits, group_size, tokens = map_request(schemes, bits, group_size, tokens, hosted)
+    with page_turn(_page):  # the probe builds a pass of rounded decoders
+        seconds = estimate_sensitivity_seconds(source.model, split.ids, bits=bits, schemes=schemes,
+                                               group_size=group_size, max_tokens=tokens, threads=hosting.THREADS)
+    release_memory()
+    return seconds
+
+
+@measured(show_spinner=False, max_entries=8)
+def sensitivity_map(source: ModelSource, split: CorpusSource, schemes: tuple[str, ...], bits: tuple[int, ...],
+                    group_size: int, tokens: int, hosted: bool, _page: Page | None = None) -> pd.DataFrame:
+    """``wlm.sensitivity.sensitivity`` (each part quantized alone) under a progress bar, one part after another."""
+    page = _page or Page()
+    schemes, bits, group_size, tokens = map_request(schemes, bits, group_size, tokens, hosted)
+    order = parts(source.model)
+    with heavy_turn(page), page.progress("Quantizing each part alone:") as report:
+        def progress(part: str, done: int, total: int) -> None:
+            k = order.index(part)
+            report((k + done / max(total, 1)) / len(order),
+                   f"{part_label(part)} ({k + 1} of {len(order)}), {done:,}/{total:,} tokens")
+
+        table = sensitivity(source.model, split.ids, bits=bits, schemes=schemes, group_size=group_size,
+                            max_tokens=tokens, threads=hosting.THREADS, progress=progress)
+    release_memory()  # every candidate of every pass
+    return table
+
+
+@measured(show_spinner="Finding the smallest mix of the map…", max_entries=8)
+def budget_range(source: ModelSource, split: CorpusSource, schemes: tuple[str, ...], bits: tuple[int, ...],
+                 group_size: int, tokens: int, hosted: bool, _page: Page | None = None) -> tuple[float, float]:
+    """The smallest stored size (MB) a mix of the map's cells reaches, and the float model's: a budget's range."""
+    table = sensitivity_map(source, split, schemes, bits, group_size, tokens, hosted, _page=_page)
+    model = source.model
+    return frontier(model, table)[0].size_mb, float_mb(model)
+
+
+@resource(max_entries=4)
+def tradeoff_points(source: ModelSource, split: CorpusSource, tokens: int) -> dict:
+    """Which parts: whole mixed models evaluated so far on the first ``tokens`` test tokens, keyed by their cells
+    (``wlm.sensitivity.tradeoff``'s cache), so another budget, asked by any session, measures only what it adds."""
+    return {}
+
+
+@measured(show_spinner=False, max_entries=16)
+def mix_tradeoff(source: ModelSource, split: CorpusSource, schemes: tuple[str, ...], bits: tuple[int, ...],
+                 group_size: int, tokens: int, hosted: bool, budget_mb: float,
+                 _page: Page | None = None) -> tuple[pd.DataFrame, Mix]:
+    """Every uniform choice of the map and the best mix of each one's size, measured as whole models, and the mix
+    picked for ``budget_mb`` (``wlm.sensitivity.tradeoff``). A budget no mix fits in is a ``WlmError``."""
+    page = _page or Page()
+    table = sensitivity_map(source, split, schemes, bits, group_size, tokens, hosted, _page=page)  # its own turn
+    tokens = map_request(schemes, bits, group_size, tokens, hosted)[3]
+    with heavy_turn(page), page.progress("Measuring whole models:") as report:
+        result = tradeoff(source.model, table, split.ids, float(budget_mb), max_tokens=tokens,
+                          threads=hosting.THREADS, cache=tradeoff_points(source, split, tokens),
+                          progress=lambda label, done, total: report(done / max(total, 1),
+                                                                     f"{done:,}/{total:,} tokens"))
+    release_memory()  # each mixed model was a temporary copy
+    return result
+
+
+@measured(show_spinner="Writing with both models…", max_entries=32)
+def pick_texts(source: ModelSource, vocabulary: Vocabulary, split: CorpusSource, schemes: tuple[str, ...],
+               bits: tuple[int, ...], group_size: int, tokens: int, hosted: bool, budget_mb: float, seed: int,
+               words: int, temperature: float, _page: Page | None = None):
+    """Float's text and the text of the mix picked for the same request (``mix_tradeoff``), from the same seed."""
+    _, mix = mix_tradeoff(source, split, schemes, bits, group_size, tokens, hosted, budget_mb, _page=_page)
+    with page_turn(_page):
+        written = written_beside_float(source.model, mixed_model(source.model, mix), vocabulary.dictionary, seed,
+                                       words, temperature)
+    release_memory()  # the mixed model
+    return written

@@ -1,11 +1,13 @@
 """The model bundle: a folder with ``model.safetensors`` (the weights), ``vocab.txt`` (one word per
 line, in id order) and ``card.json`` (config, training record, measured losses, and the sha256 of
-the weights file, checked on every load). Read, written, and made from a training run here.
+the weights file, checked on every load). Read (also ahead of its first use, in a background thread),
+written, and made from a training run here.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +35,11 @@ def sha256_file(path: Path) -> str:
 
 
 def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
-    path = Path(path)
+    ahead = _take_read_ahead(Path(path))
+    return ahead if ahead is not None else _read_bundle(Path(path))
+
+
+def _read_bundle(path: Path) -> LoadedModel:
     weights, vocab, card_path = path / WEIGHTS_FILE, path / VOCAB_FILE, path / CARD_FILE
     present = [needed for needed in (weights, vocab, card_path) if needed.is_file()]
     if path.is_dir() and not present:
@@ -64,6 +70,114 @@ def load_bundle(path: str | Path = BUNDLED_MODEL) -> LoadedModel:
     # The shipped bundle is named, not located: a page shown to visitors need not print the server's folders.
     source = "the bundled model (assets/wlm-lstm)" if path.resolve() == BUNDLED_MODEL else str(path)
     return LoadedModel(model, source, dictionary, card)
+
+
+# --- reading a bundle ahead of its first use ---------------------------------------------------------------------
+# A fresh server's first page spends a second importing torch, pandas, Altair and the app before it can ask for the
+# model; most of reading and quantizing the model is torch's own work, which runs beside those imports on the
+# other core. So the page starts that work as soon as torch is in, and the first load takes its result.
+
+
+class _ReadAhead:
+    """A bundle being read, and then quantized by one spec, in a background thread."""
+
+    def __init__(self, path: Path, spec):
+        self.path, self.spec = path, spec
+        self.stamp = _stamp(path)
+        self.loaded: LoadedModel | None = None
+        self.parts: dict = {}
+        self.taken = False  # a load took the model: later loads read the files again
+        self.read = threading.Event()  # the model is read (or reading it failed: ``loaded`` stays None)
+        self.done = threading.Event()  # and quantized (or that failed: ``parts`` stays empty)
+
+    def run(self) -> None:
+        from .memory import release_memory
+        from .quantize import quantize
+        from .threads import num_threads
+
+        # One thread, as the page's own work: the other core is importing the page's modules meanwhile.
+        with num_threads(1):
+            try:
+                self.loaded = _read_bundle(self.path)
+            except Exception:  # the page's own load says what is wrong, in its own words
+                self.loaded = None
+            finally:
+                self.read.set()
+            try:
+                if self.loaded is not None and self.spec is not None:
+                    quantize(self.loaded.model, self.spec, self.parts)
+                    release_memory()  # the temporary copies quantize_dynamic worked on
+            except Exception:
+                self.parts.clear()  # the page quantizes for itself, and reports what fails
+            finally:
+                self.done.set()
+
+
+_READ_AHEAD: dict[Path, _ReadAhead] = {}  # by the bundle folder's resolved path
+_READ_AHEAD_LOCK = threading.Lock()
+
+
+def _stamp(path: Path) -> tuple | None:
+    """What tells whether the bundle changed since it was read: its files' sizes and modification times, and
+    the card itself (it names the weights' sha256, so a bundle written again within a clock tick differs too)."""
+    try:
+        weights, vocab = (path / WEIGHTS_FILE).stat(), (path / VOCAB_FILE).stat()
+        return weights.st_size, weights.st_mtime_ns, vocab.st_size, vocab.st_mtime_ns, (path / CARD_FILE).read_bytes()
+    except OSError:
+        return None
+
+
+def read_ahead(path: str | Path = BUNDLED_MODEL, spec=None) -> None:
+    """Start reading the bundle at ``path`` in a background thread, then quantizing it by ``spec`` (a
+    ``QuantSpec``; None: only read it). The next ``load_bundle`` of that folder takes this read instead
+    of reading the files again (waiting for it if it is still under way), and ``parts_read_ahead`` of
+    that model gives the quantized parts, as ``quantize(model, spec, parts)`` lends them. A read that
+    failed, or of files that have changed since, is not used: the load reads the files itself. Does
+    nothing if the folder is not a complete bundle or a read of it is already waiting to be taken."""
+    # What the thread starts with is imported here, before the caller's thread goes on importing.
+    from . import memory, quantize, threads  # noqa: F401
+
+    path = Path(path)
+    if _stamp(path) is None:
+        return
+    key = path.resolve()  # the model is read by the name given, as the load would read it
+    with _READ_AHEAD_LOCK:
+        if key in _READ_AHEAD and not _READ_AHEAD[key].taken:
+            return
+        ahead = _READ_AHEAD[key] = _ReadAhead(path, spec)
+    threading.Thread(target=ahead.run, name="wlm-read-ahead", daemon=True).start()
+
+
+def _take_read_ahead(path: Path) -> LoadedModel | None:
+    key = path.resolve()
+    with _READ_AHEAD_LOCK:
+        ahead = _READ_AHEAD.get(key)
+    if ahead is None or ahead.taken:
+        return None
+    ahead.read.wait()
+    with _READ_AHEAD_LOCK:
+        if ahead.taken or _READ_AHEAD.get(key) is not ahead:
+            return None
+        if ahead.loaded is None or ahead.stamp != _stamp(path):
+            del _READ_AHEAD[key]
+            return None
+        ahead.taken = True
+        return ahead.loaded
+
+
+def parts_read_ahead(model) -> dict:
+    """The parts a read-ahead quantized ``model`` into (see ``read_ahead``), once; else a new empty dict."""
+    with _READ_AHEAD_LOCK:
+        found = [(path, a) for path, a in _READ_AHEAD.items() if a.loaded is not None and a.loaded.model is model]
+    if not found:
+        return {}
+    path, ahead = found[0]
+    ahead.done.wait()
+    with _READ_AHEAD_LOCK:
+        if _READ_AHEAD.get(path) is not ahead:
+            return {}  # another caller got them first
+        del _READ_AHEAD[path]
+    return ahead.parts
 
 
 def save_bundle(model: LSTMModel, dictionary: Dictionary, path: str | Path, card: dict,

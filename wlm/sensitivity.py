@@ -577,8 +577,8 @@ def tradeoff(model: nn.Module, table: pd.DataFrame, data: torch.Tensor, budget_m
     width and scheme), the best mix at each of those sizes, and the mix picked for ``budget_mb``.
 
     Returns the table (columns: kind 'uniform' | 'mix' | 'pick', label, scheme, bits and group_size (a uniform
-    choice's; empty for mixes), size_mb, delta_loss, predicted_delta_loss, tokens) and the measured pick. ``cache``, a dict kept for one model and data, saves evaluations by the mix's
-    cells."""
+    choice's; empty for mixes), size_mb, delta_loss, predicted_delta_loss, tokens) and the measured pick.
+    ``cache``, a dict kept for one model and data, saves evaluations by the mix's cells."""
     data = _check_tokens(data, max_tokens)
     cache = {} if cache is None else cache
     front = frontier(model, table)

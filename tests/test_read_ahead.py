@@ -1,0 +1,87 @@
+"""Reading a bundle ahead of its first use (``wlm.bundle.read_ahead``): the load that follows takes the model read in
+the background, the quantized parts come with it, and a read that failed or went stale is never used."""
+import threading
+
+import pytest
+import torch
+
+from wlm import bundle
+from wlm import quantize as quantize_module
+from wlm.bundle import load_bundle, parts_read_ahead, read_ahead, save_bundle
+from wlm.corpus import Dictionary
+from wlm.errors import WlmError
+from wlm.quantize import PRESETS, quantize
+
+from conftest import tiny_model
+
+TUTORIAL = PRESETS["tutorial"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    save_bundle(tiny_model(30), Dictionary([f"w{i}" for i in range(30)]), tmp_path / "b", {}, dtype=torch.float32)
+    yield tmp_path / "b"
+    bundle._READ_AHEAD.clear()  # whatever a test left unclaimed
+
+
+def _outputs(model) -> torch.Tensor:
+    x = torch.arange(12).view(-1, 1) % 30
+    return model(x, model.init_hidden(1))[0]
+
+
+def test_the_next_load_takes_the_model_read_ahead_and_later_loads_read_again(folder):
+    read_ahead(folder, TUTORIAL)
+    first = load_bundle(folder)
+    assert torch.equal(_outputs(first.model), _outputs(load_bundle(folder).model))
+    again = load_bundle(folder)
+    assert again.model is not first.model  # taken once: a second load is a fresh read
+    assert first.dictionary == again.dictionary and first.card == again.card and first.source == again.source
+
+
+def test_the_parts_quantized_ahead_make_the_same_variant_without_a_quantize_pass(folder, monkeypatch):
+    read_ahead(folder, TUTORIAL)
+    model = load_bundle(folder).model
+    parts = parts_read_ahead(model)
+    assert len(parts) == 2  # the LSTM and the decoder
+
+    def refuse(*args):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(quantize_module, "_quantize_parts", refuse)
+    variant = quantize(model, TUTORIAL, parts)
+    monkeypatch.undo()
+    assert torch.equal(_outputs(variant), _outputs(quantize(model, TUTORIAL)))
+    assert parts_read_ahead(model) == {}  # given once
+    assert parts_read_ahead(tiny_model(30)) == {}  # and only for the model read ahead
+
+
+def test_a_bundle_rewritten_after_the_read_is_read_again(folder):
+    read_ahead(folder, None)
+    bundle._READ_AHEAD[folder.resolve()].read.wait()
+    other = tiny_model(30, seed=1)
+    save_bundle(other, Dictionary([f"w{i}" for i in range(30)]), folder, {}, dtype=torch.float32)
+    assert torch.equal(_outputs(load_bundle(folder).model), _outputs(other))
+
+
+def test_a_read_that_failed_leaves_the_load_to_say_why(folder):
+    (folder / "card.json").write_text("not json")
+    read_ahead(folder, TUTORIAL)
+    with pytest.raises(WlmError, match="not a valid bundle card"):
+        load_bundle(folder)
+    assert not bundle._READ_AHEAD
+
+
+def test_nothing_is_read_ahead_without_a_weights_file(tmp_path):
+    read_ahead(tmp_path / "missing", TUTORIAL)
+    assert not bundle._READ_AHEAD
+
+
+def test_two_loads_at_once_get_two_models(folder):
+    read_ahead(folder, None)
+    models = []
+    threads = [threading.Thread(target=lambda: models.append(load_bundle(folder).model)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(models) == 2 and models[0] is not models[1]
