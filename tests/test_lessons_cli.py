@@ -34,7 +34,8 @@ def test_bits_sweep_json(tiny_pth, tiny_dir):
                "--format", "json", check_rc=0)
     rows = json.loads(proc.stdout)
     assert [(r["scheme"], r["bits"]) for r in rows] == [("float", 32), ("real int8", 8), ("per-tensor", 8),
-                                                         ("per-tensor", 3), ("per-row", 8), ("per-row", 3)]
+                                                         ("per-tensor", 3), ("per-row", 8), ("per-row", 3),
+                                                         ("per-group", 8), ("per-group", 3)]
     assert "simulated" in proc.stderr and "about" in proc.stderr and "nats" in proc.stderr
 
 
