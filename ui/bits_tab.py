@@ -23,7 +23,7 @@ from .charts import bits as charts
 from .charts import word_html
 from .charts.generate import same_pick_takeaway
 from .requests import Setup
-from .widgets import SessionPage, need_corpus, remembered_button, show, token_slider
+from .widgets import SessionPage, need_corpus, remembered_button, show, split_slider
 
 # The longest sweep offered off a shared server (a shared one offers hosting.MAX_BITS_TOKENS): a longer sweep teaches
 # nothing more, and a slider over all 245k tokens is unusable.
@@ -112,7 +112,6 @@ def render(setup: Setup) -> None:
 
 
 def _sweep(setup: Setup, embedding: bool, group_size: int) -> None:
-    hosted = setup.hosted  # a shared server (wlm.hosting): one request kept near 30 s
     left, right = st.columns([3, 2])
     chosen = left.multiselect("Schemes to sweep", list(SCHEMES), default=list(SWEEP_SCHEMES),
                               key="bits_sweep_schemes", persist_state="page",
@@ -121,13 +120,12 @@ def _sweep(setup: Setup, embedding: bool, group_size: int) -> None:
                                    "keep a zero point per row or group.")
     schemes = tuple(s for s in SCHEMES if s in chosen)  # one order, so a choice's request and cache never depend on it
     with right:
-        total = hosting.token_bound(min(len(setup.test_ids), LONGEST_SWEEP_TOKENS), hosted, hosting.MAX_BITS_TOKENS)
-        tokens = token_slider("Test tokens", total, DEFAULT_BITS_TOKENS, "bits_tokens",
+        tokens = split_slider(setup, "Test tokens", DEFAULT_BITS_TOKENS, "bits_tokens", longest=LONGEST_SWEEP_TOKENS,
+                              limit=hosting.MAX_BITS_TOKENS,
+                              shared=f"This shared server sweeps at most {hosting.MAX_BITS_TOKENS:,} tokens, so that "
+                                     "one request stays near 30 s.",
                               help="Every width of every scheme, the float model and the real int8 variant are "
                                    "scored on the same first tokens of the test split.")
-    if hosted:
-        st.caption(f"This shared server sweeps at most {hosting.MAX_BITS_TOKENS:,} tokens, so that one request "
-                   "stays near 30 s.")
     if not schemes:
         st.info("Choose at least one scheme to sweep.")
         return

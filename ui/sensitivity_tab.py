@@ -18,7 +18,7 @@ from .charts import sensitivity as charts
 from .charts import word_html
 from .charts.generate import same_pick_takeaway
 from .requests import Setup
-from .widgets import SessionPage, ask, error, need_corpus, remembered_button, show, token_slider
+from .widgets import SessionPage, ask, error, need_corpus, remembered_button, show, split_slider
 
 # The most test tokens offered off a shared server (a shared one offers hosting.MAX_SENSITIVITY_TOKENS): a map scores
 # about 150 cells, some ten minutes at 5,000 tokens on one thread here, and a longer one teaches nothing more.
@@ -70,15 +70,13 @@ def _controls(setup: Setup) -> tuple:
     widths = _widths(left.select_slider("Widths", list(SWEEP_BITS), value=(SWEEP_BITS[0], SWEEP_BITS[-1]),
                                         format_func=lambda b: f"{b} bits", key="parts_widths", persist_state="page",
                                         help="The simulated widths of the map, from 8 bits down."))
-    total = hosting.token_bound(min(len(setup.test_ids), LONGEST_SENSITIVITY_TOKENS), hosted,
-                                hosting.MAX_SENSITIVITY_TOKENS)
     with right:
-        tokens = token_slider("Test tokens", total, DEFAULT_SENSITIVITY_TOKENS, "parts_tokens",
+        tokens = split_slider(setup, "Test tokens", DEFAULT_SENSITIVITY_TOKENS, "parts_tokens",
+                              longest=LONGEST_SENSITIVITY_TOKENS, limit=hosting.MAX_SENSITIVITY_TOKENS,
+                              shared=f"This shared server scores a map on at most "
+                                     f"{hosting.MAX_SENSITIVITY_TOKENS:,} tokens, so that one request stays near 30 s.",
                               help="Every cell, and later every mixed model, is scored against float on the same "
                                    "first tokens of the test split.")
-    if hosted:
-        st.caption(f"This shared server scores a map on at most {hosting.MAX_SENSITIVITY_TOKENS:,} tokens, so that "
-                   "one request stays near 30 s.")
     schemes, widths, group_size, tokens = map_request(chosen, widths, group_size, tokens, hosted)
     return setup.source, setup.split, schemes, widths, group_size, tokens, hosted
 

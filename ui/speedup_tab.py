@@ -13,7 +13,7 @@ from wlm.speedup import DEFAULT_BATCHES, DEFAULT_TOKENS, SPEEDUP_NAMES, CpuInfo,
 from .backend import speedup_probe, speedup_sweep
 from .charts import speedup as charts
 from .requests import Setup
-from .widgets import ask, error, need_corpus, remembered_button, shared_caption, show, token_slider
+from .widgets import ask, error, need_corpus, remembered_button, shared_caption, show, split_slider
 
 AGAIN = "int8pays_again"  # session state: how often this session asked to measure again
 BATCH_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -89,13 +89,12 @@ def render(setup: Setup) -> None:
     batches = sorted(right.multiselect("Batch sizes", offered_batches, key="int8pays_batches", persist_state="page",
                                        default=[b for b in DEFAULT_BATCHES if b in offered_batches],
                                        help="How many streams of the test tokens the model reads at once."))
-    total = hosting.token_bound(min(len(setup.test_ids), LONGEST_TOKENS), hosted, hosting.MAX_SPEEDUP_TOKENS)
-    tokens = token_slider("Test tokens each measurement reads", total, DEFAULT_TOKENS, "int8pays_tokens",
+    tokens = split_slider(setup, "Test tokens each measurement reads", DEFAULT_TOKENS, "int8pays_tokens",
+                          longest=LONGEST_TOKENS, limit=hosting.MAX_SPEEDUP_TOKENS,
+                          shared=f"This shared server times at most {hosting.MAX_SPEEDUP_TOKENS:,} tokens and batches "
+                                 f"up to {hosting.MAX_SPEEDUP_BATCH}, so that one sweep stays near 30 s.",
                           help="The same first tokens of the test split at every batch: a batch of 16 reads them as "
                                "16 streams, each a sixteenth as long.")
-    if hosted:
-        st.caption(f"This shared server times at most {hosting.MAX_SPEEDUP_TOKENS:,} tokens and batches up to "
-                   f"{hosting.MAX_SPEEDUP_BATCH}, so that one sweep stays near 30 s.")
     if not engines or not batches:
         st.info("Choose at least one engine and one batch size.")
         return

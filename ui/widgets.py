@@ -144,6 +144,17 @@ def token_slider(label: str, total: int, default: int, key: str, help: str | Non
     return min(max(value, low), total)
 
 
+def split_slider(setup: Setup, label: str, default: int, key: str, *, longest: int, limit: int,
+                 shared: str | None = None, help: str | None = None) -> int:
+    """A ``token_slider`` over the first ``longest`` test tokens, which a shared server bounds to ``limit`` (and
+    says so, ``shared``, under the slider)."""
+    total = hosting.token_bound(min(len(setup.test_ids), longest), setup.hosted, limit)
+    tokens = token_slider(label, total, default, key, help=help)
+    if setup.hosted and shared:
+        st.caption(shared)
+    return tokens
+
+
 def bound_note(limit: int) -> str:
     return f"This shared server measures at most {limit:,} tokens per request, so no one waits long for a measurement."
 
