@@ -1,120 +1,55 @@
 """Dynamic quantization of an LSTM language model, interactively.
 
-Run with ``streamlit run streamlit_app.py``. This file lays out the sidebar and the tabs; each tab is
-a module in ``ui/``, the measurements come from ``wlm`` and the charts from ``ui/charts``. Only the open tab
-runs: switching tabs reruns the page (Streamlit's stateful tabs).
+Run with ``streamlit run streamlit_app.py``. This file is the app's entry: the title, then the page of
+``ui/page.py`` (the sidebar and the tabs; only the open tab runs). The measurements come from ``wlm``.
+
+Streamlit runs this file as ``__main__`` for each visitor. ``streamlit run`` also imports it once as a module,
+to find the st.App at the end: that is when the server starts (before it listens) and where it warms up.
 """
 from __future__ import annotations
 
-import logging
 import sys
+from contextlib import asynccontextmanager
 
 import streamlit as st
 
-# A fresh server's first run spends about 1.5 s importing torch, pandas and Altair; the page's
-# frame goes out first, so a class looks at a title and a note rather than a blank tab.
-st.set_page_config(page_title="Quantizing an LSTM language model", page_icon="🧮", layout="wide")
-st.title("Dynamic quantization of an LSTM language model")
-starting = st.empty()
-if "torch" not in sys.modules:
-    starting.caption("Starting up: loading PyTorch and the model…")
-    if st.query_params.get("src", "bundled") == "bundled":
-        # Reading the model and quantizing it the sidebar's default way is mostly torch's own work: it runs
-        # on the other core while this run imports pandas, Altair and the app (wlm.bundle.read_ahead),
-        # instead of after them.
-        from wlm.bundle import read_ahead
-        from wlm.checkpoint import default_model_path
-        from wlm.quantize import PRESETS
 
-        read_ahead(default_model_path(), PRESETS["tutorial"])
+def read_bundle_ahead():
+    """Read the bundled model and quantize it the sidebar's default way in a background thread; the first
+    load of it takes that read (wlm.bundle.read_ahead). This is mostly torch's own work, so it runs on the
+    other core while pandas, Altair and the tabs are imported. Returns the event set when it is over (None
+    when the bundle is missing: the sidebar then says so)."""
+    from wlm.bundle import read_ahead
+    from wlm.checkpoint import default_model_path
+    from wlm.quantize import PRESETS
 
-import wlm  # noqa: F401  (quantization warning filters)
-from ui import (
-    bits_tab,
-    fidelity_tab,
-    generate_tab,
-    model_tab,
-    multiply_tab,
-    sensitivity_tab,
-    speed_tab,
-    speedup_tab,
-    static_tab,
-    walkthrough_tab,
-)
-from ui.backend import use_one_thread
-from ui.setup import (
-    Setup,
-    corpus_panel,
-    init_from_query_params,
-    link_params,
-    open_tabs,
-    resolve_setup,
-    sidebar,
-    with_corpus,
-)
-from ui.widgets import fit_narrow_screens
-from wlm import hosting
-from wlm.errors import WlmError
-
-TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
-        "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab,
-        "Static or dynamic": static_tab, "When int8 pays": speedup_tab, "Which parts": sensitivity_tab}
-log = logging.getLogger("wlm.app")
+    return read_ahead(default_model_path(), PRESETS["tutorial"])
 
 
-def draw(tab, module, setup: Setup) -> None:
-    """One tab, contained: whatever goes wrong in it is one line in it, and the other tabs still draw."""
-    with tab:
-        try:
-            module.render(setup)
-        except WlmError as exc:
-            st.error(hosting.public_message(str(exc), setup.hosted))
-        except Exception as exc:  # a defect, not the visitor's doing: say so in one line, keep the rest going
-            log.exception("the %s tab failed", module.__name__)  # the whole story is in the server's log
-            st.error(hosting.public_message(unexpected(exc), setup.hosted))
+@asynccontextmanager
+async def warm_up(_app):
+    """Before the server listens: what the first visitor's run would otherwise wait for, the imports (about
+    1.5 s) and the model read and quantized. Streamlit's runtime is up by now, so the tabs' caches are made as
+    in a visitor's run."""
+    read = read_bundle_ahead()
+    import ui.page  # noqa: F401
 
-
-def unexpected(exc: Exception) -> str:
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    detail = f": {first[:200]}" if first else ""
-    return (f"This part of the page hit an unexpected error ({type(exc).__name__}{detail}). The other tabs still "
-            "work; reload the page to try again.")
-
-
-def main() -> None:
-    try:
-        mode = hosting.serving_mode(st.get_option("server.address"))
-    except WlmError as exc:
-        st.error(str(exc))
-        st.stop()
-    hosted = mode.hosted
-    if hosted:
-        st.set_option("client.showErrorDetails", "none")  # visitors never see a traceback
-    if mode.note:
-        st.sidebar.info(mode.note)
-    use_one_thread()
-    fit_narrow_screens()
-    init_from_query_params(hosted)
-    config, spec = sidebar(hosted)
-    try:
-        setup = resolve_setup(config, spec)
-    except Exception as exc:  # reading or quantizing the model failed in a way no check foresaw
-        log.exception("setting up the model failed")
-        st.error(hosting.public_message(unexpected(exc), hosted))
-        setup = None
-    starting.empty()
-    if setup is None:
-        corpus_panel(hosted)  # the sidebar still says where the corpus is, or how to get it
-        return
-    tabs = open_tabs(list(TABS))
-    (open_title,) = [title for title, tab in tabs.items() if tab.open]
-    link_params(config, open_title)
-    if open_title == "Model":
-        draw(tabs["Model"], model_tab, setup)  # it needs no corpus, so it is drawn before one is read
-    setup = with_corpus(setup)  # the sidebar says where the corpus is, whichever tab is open
-    if open_title != "Model":
-        draw(tabs[open_title], TABS[open_title], setup)
+    if read is not None:
+        read.wait(timeout=120)  # a read that fails or hangs is the first load's to report, not the start's
+    yield
 
 
 if __name__ == "__main__":
-    main()
+    st.set_page_config(page_title="Quantizing an LSTM language model", page_icon="🧮", layout="wide")
+    st.title("Dynamic quantization of an LSTM language model")
+    starting = st.empty()
+    if "torch" not in sys.modules:  # a run not started by `streamlit run` (no warm-up): say why it waits
+        starting.caption("Starting up: loading PyTorch and the model…")
+        if st.query_params.get("src", "bundled") == "bundled":
+            read_bundle_ahead()
+
+    from ui.page import main
+
+    main(starting)
+else:
+    app = st.App(__file__, lifespan=warm_up)

@@ -503,7 +503,7 @@ def test_the_charts_have_a_colour_per_engine_and_takeaways_from_the_numbers():
                                                                   "batch 64 · float", "batch 64 · int8"}
 
 
-# --- the tab (runs once streamlit_app.py lists it as "When int8 pays") ------------------------------------------
+# --- the tab ("When int8 pays") -------------------------------------------------------------------------------------
 
 def _tab(at):
     (tab,) = [t for t in at.tabs if t.label == "When int8 pays"]

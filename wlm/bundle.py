@@ -127,25 +127,27 @@ def _stamp(path: Path) -> tuple | None:
         return None
 
 
-def read_ahead(path: str | Path = BUNDLED_MODEL, spec=None) -> None:
+def read_ahead(path: str | Path = BUNDLED_MODEL, spec=None) -> threading.Event | None:
     """Start reading the bundle at ``path`` in a background thread, then quantizing it by ``spec`` (a
     ``QuantSpec``; None: only read it). The next ``load_bundle`` of that folder takes this read instead
     of reading the files again (waiting for it if it is still under way), and ``parts_read_ahead`` of
     that model gives the quantized parts, as ``quantize(model, spec, parts)`` lends them. A read that
     failed, or of files that have changed since, is not used: the load reads the files itself. Does
-    nothing if the folder is not a complete bundle or a read of it is already waiting to be taken."""
+    nothing if the folder is not a complete bundle (returns None) or a read of it is already waiting to be
+    taken. Returns the event set once the read and the quantizing are over, whichever way they ended."""
     # What the thread starts with is imported here, before the caller's thread goes on importing.
     from . import memory, quantize, threads  # noqa: F401
 
     path = Path(path)
     if _stamp(path) is None:
-        return
+        return None
     key = path.resolve()  # the model is read by the name given, as the load would read it
     with _READ_AHEAD_LOCK:
         if key in _READ_AHEAD and not _READ_AHEAD[key].taken:
-            return
+            return _READ_AHEAD[key].done
         ahead = _READ_AHEAD[key] = _ReadAhead(path, spec)
     threading.Thread(target=ahead.run, name="wlm-read-ahead", daemon=True).start()
+    return ahead.done
 
 
 def _take_read_ahead(path: Path) -> LoadedModel | None:
