@@ -49,7 +49,7 @@ def fresh_thread_count() -> int:
 def test_a_page_in_the_queue_is_told_its_place_as_it_moves_up(hosted, infos):
     from ui import backend
 
-    backend.variant_table.clear()
+    backend.variant_row.clear()
     at = run_app({"tab": "speed-accuracy"})
     assert_clean(at)
     release_first, release_second = threading.Event(), threading.Event()
@@ -356,25 +356,57 @@ def test_prune_skips_a_folder_another_process_uses(tmp_path):
 
 # --- one measurement for a class ---------------------------------------------------------------------------------
 
-def test_a_measurement_another_visitor_asked_for_is_shared_with_its_age_and_can_be_made_again(hosted, monkeypatch):
+def _rows_timed(monkeypatch) -> list[str]:
+    """The labels of the variants table's rows as each is measured (not lent)."""
     from ui import backend
 
-    backend.variant_table.clear()
-    calls = []
-    original = backend.benchmark_variants
-    monkeypatch.setattr(backend, "benchmark_variants", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    backend.variant_row.clear()
+    timed, original = [], backend.measure_variant
+    monkeypatch.setattr(backend, "measure_variant",
+                        lambda model, ids, engine, variant, **k: (timed.append(variant.label),
+                                                                  original(model, ids, engine, variant, **k))[1])
+    return timed
+
+
+def _shared_captions(at) -> list[str]:
+    return [c.value for c in at.tabs[2].caption if "for another visitor" in c.value]
+
+
+def test_a_measurement_another_visitor_asked_for_is_shared_with_its_age_and_can_be_made_again(hosted, monkeypatch):
+    timed = _rows_timed(monkeypatch)
     teacher = run_app({"tab": "speed-accuracy"})
     teacher.button(key="speed_go").click().run()
     assert_clean(teacher)
-    assert calls == [1] and not [c for c in teacher.tabs[2].caption if "for another visitor" in c.value]
+    rows = ["fp32", "tutorial"]  # the sidebar's setup is the tutorial's, which the variants include
+    assert timed == rows and not _shared_captions(teacher)
     student = run_app({"tab": "speed-accuracy"})
     student.button(key="speed_go").click().run()
     assert_clean(student)
-    assert calls == [1]  # the same setup and tokens: the teacher's measurement, not a second one
-    shared = [c.value for c in student.tabs[2].caption if "for another visitor" in c.value]
+    assert timed == rows  # the same setup and tokens: the teacher's measurement, not a second one
+    shared = _shared_captions(student)
     assert len(shared) == 1 and shared[0].startswith(":material/group: Measured ") and " s ago" in shared[0]
     assert student.tabs[2].dataframe[0].value.equals(teacher.tabs[2].dataframe[0].value)
     student.button(key="speed_again_go").click().run()
     assert_clean(student)
-    assert calls == [1, 1]  # the student's own measurement
-    assert not [c for c in student.tabs[2].caption if "for another visitor" in c.value]
+    assert timed == rows + rows  # the student's own measurement, every row of it
+    assert not _shared_captions(student)
+
+
+def test_a_different_setup_times_only_its_own_row_and_says_which_rows_were_lent(hosted, monkeypatch):
+    timed = _rows_timed(monkeypatch)
+    teacher = run_app({"tab": "speed-accuracy"})
+    teacher.button(key="speed_go").click().run()
+    assert_clean(teacher)
+    student = run_app({"tab": "speed-accuracy", "preset": "int8+emb8"})
+    student.button(key="speed_go").click().run()
+    assert_clean(student)
+    assert timed == ["fp32", "tutorial", "int8+emb8"]  # float's and the tutorial's rows were the teacher's
+    (shared,) = _shared_captions(student)
+    assert shared.startswith(":material/group: fp32 and tutorial were timed ") and " s ago " in shared
+    assert shared.endswith("so this page timed only its other rows.")
+    mine, theirs = student.tabs[2].dataframe[0].value, teacher.tabs[2].dataframe[0].value
+    assert list(mine["variant"]) == ["fp32", "int8+emb8", "tutorial"]
+    lent = mine.set_index("variant").loc[["fp32", "tutorial"]]
+    assert lent.equals(theirs.set_index("variant").loc[["fp32", "tutorial"]])  # speedup too: against the same fp32
+    own = mine.set_index("variant").loc["int8+emb8"]
+    assert own["speedup"] == pytest.approx(own["tokens_per_s"] / lent.loc["fp32", "tokens_per_s"])

@@ -146,7 +146,7 @@ def test_a_measurement_behind_another_sessions_says_why_it_waits(hosted, monkeyp
         return original(dg, body, *args, **kwargs)
 
     monkeypatch.setattr(AlertMixin, "info", info)
-    backend.variant_table.clear()
+    backend.variant_row.clear()
     at = run_app({"tab": "speed-accuracy"})
     assert_clean(at)
     assert NEXT not in infos  # nobody else measured: no word of waiting

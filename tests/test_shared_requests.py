@@ -26,7 +26,7 @@ def test_identical_evaluations_from_many_sessions_are_computed_once(app_env, mon
 
     calls, asked = [], []
     everyone_asked = threading.Condition()
-    ask, measure = speed_tab.variant_table, backend.benchmark_variants
+    ask, measure = speed_tab.variant_table, backend.measure_variant
 
     def asking(*args, **kwargs):
         with everyone_asked:
@@ -34,16 +34,16 @@ def test_identical_evaluations_from_many_sessions_are_computed_once(app_env, mon
             everyone_asked.notify_all()
         return ask(*args, **kwargs)
 
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("max_tokens"))
+    def counted(model, ids, engine, variant, **kwargs):
+        calls.append(variant.label)
         # The measurement starts once every session has asked for it, so the others are waiting while it runs
         # (not merely finding it cached afterwards).
         with everyone_asked:
             everyone_asked.wait_for(lambda: len(asked) >= SESSIONS, timeout=60)
-        return measure(*args, **kwargs)
+        return measure(model, ids, engine, variant, **kwargs)
 
     monkeypatch.setattr(speed_tab, "variant_table", asking)
-    monkeypatch.setattr(backend, "benchmark_variants", counted)
+    monkeypatch.setattr(backend, "measure_variant", counted)
     pages = _opened(SESSIONS, {"preset": "int8+emb8", "tab": "speed-accuracy"})
     for at in pages:
         assert_clean(at)
@@ -57,7 +57,8 @@ def test_identical_evaluations_from_many_sessions_are_computed_once(app_env, mon
         assert_clean(at)
     tables = [at.tabs[2].dataframe[0].value for at in pages]
     assert len(asked) == SESSIONS and len(set(asked)) == 1, asked  # the same request from every session
-    assert len(calls) == 1, f"benchmark_variants ran {len(calls)} times for {SESSIONS} identical requests"
+    # Each row of the table measured once for the whole class: fp32, the link's preset, and the tutorial's.
+    assert calls == ["fp32", "int8+emb8", "tutorial"], f"rows measured for {SESSIONS} identical requests: {calls}"
     for table in tables[1:]:
         assert table.equals(tables[0])  # the one measurement, shown to all
 

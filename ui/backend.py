@@ -25,7 +25,15 @@ import pandas as pd
 import streamlit as st
 
 from wlm import hosting
-from wlm.benchmark import benchmark_variants, thread_sweep, tokens_for_seconds, with_delta_loss
+from wlm.benchmark import (
+    benchmark_variants,
+    measure_variant,
+    thread_sweep,
+    tokens_for_seconds,
+    variant_frame,
+    variant_plan,
+    with_delta_loss,
+)
 from wlm.bundle import parts_read_ahead
 from wlm.checkpoint import load_checkpoint_bytes, load_model
 from wlm.corpus import Corpus
@@ -368,19 +376,47 @@ class Measured:
     value: pd.DataFrame
     at: float  # time.time() when it was measured
     by: str  # the owner of the page that asked first
+    # A table of rows measured at different times: the rows another session's request measured (when and for
+    # whom: ``at`` and ``by``, of the oldest). Empty when the whole value is one measurement.
+    shared: tuple[str, ...] = ()
 
     def seconds_ago(self) -> float:
         return max(0.0, time.time() - self.at)
 
 
-@measured(show_spinner=False, max_entries=16)
+ROW_TTL = 600  # seconds a measured row of the variants table is lent to other visitors' tables
+
+
+@measured(show_spinner=False, max_entries=64, ttl=ROW_TTL)
+def variant_row(source: ModelSource, split: CorpusSource, engine: str, variant: QuantSpec | str, tokens: int,
+                threads: int, again: int = 0, _page: Page | None = None) -> Measured:
+    """One row of the variants table. Float's row and the tutorial's are in almost every visitor's table, so a
+    class asking for twenty setups times them once, not twenty times, within ``ROW_TTL``."""
+    page = _page or Page()
+    name = variant.label if engine == "torch" else f"{engine} {variant}"
+    with timing_turn(page), page.progress(f"Evaluating {name}") as report:
+        row = measure_variant(source.model, split.ids, engine, variant, max_tokens=tokens, threads=threads,
+                              progress=tokens_done(report))
+    release_memory()  # the variant was a temporary copy
+    return Measured(row, time.time(), page.owner)
+
+
 def variant_table(source: ModelSource, split: CorpusSource, specs: tuple[QuantSpec, ...], tokens: int, threads: int,
                   engines: tuple[str, ...] = ("torch",), again: int = 0, _page: Page | None = None) -> Measured:
-    """``again`` counts a session's "measure again" presses: a new count is a new key, so a fresh measurement."""
+    """Float, then ``specs`` (and ONNX Runtime's rows with ``engines``), a row at a time (``variant_row``): rows
+    another visitor's request measured in the last ``ROW_TTL`` seconds are lent, and the result names them.
+    ``again`` counts a session's "measure again" presses: a new count is a new key, so every row is measured anew."""
     page = _page or Page()
-    table = _timed_variants("Evaluating", source, split, list(specs), page, max_tokens=tokens, threads=threads,
-                            engines=engines)
-    return Measured(table, time.time(), page.owner)
+    rows = [variant_row(source, split, engine, variant, tokens, threads, again, _page=page)
+            for engine, variant in variant_plan(list(specs), engines)]
+    lent = [row for row in rows if row.by != page.owner]
+    table = variant_frame([row.value for row in rows])
+    if not lent:
+        return Measured(table, max(row.at for row in rows), page.owner)
+    oldest = min(lent, key=lambda row: row.at)
+    names = tuple(row.value["variant"] if row.value["engine"] == "torch" else f"{row.value['engine']} "
+                  f"{row.value['variant']}" for row in lent)
+    return Measured(table, oldest.at, oldest.by, () if len(lent) == len(rows) else names)
 
 
 @measured(show_spinner=False, max_entries=8)

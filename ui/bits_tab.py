@@ -23,7 +23,7 @@ from .charts import bits as charts
 from .charts import word_html
 from .charts.generate import same_pick_takeaway
 from .requests import Setup
-from .widgets import SessionPage, need_corpus, remembered_button, show, split_slider
+from .widgets import SessionPage, listed, need_corpus, remembered_button, show, split_slider
 
 # The longest sweep offered off a shared server (a shared one offers hosting.MAX_BITS_TOKENS): a longer sweep teaches
 # nothing more, and a slider over all 245k tokens is unusable.
@@ -51,10 +51,6 @@ def points(schemes) -> int:
 
 def _seconds(estimate: float) -> str:
     return "under a second" if estimate < 1 else f"about {estimate:.0f} s"
-
-
-def _listed(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -132,7 +128,7 @@ def _sweep(setup: Setup, embedding: bool, group_size: int) -> None:
     grouped = group_size if any("per-group" in s for s in schemes) else DEFAULT_GROUP_SIZE
     estimate = sweep_estimate(setup.source, setup.split, tokens, embedding, schemes, grouped, _page=SessionPage())
     st.caption(f"The sweep scores {points(schemes)} models (float, real int8, 8 to 2 bits "
-               f"{_listed([scheme_label(s, grouped) for s in schemes])}) on {tokens:,} tokens: {_seconds(estimate)} "
+               f"{listed([scheme_label(s, grouped) for s in schemes])}) on {tokens:,} tokens: {_seconds(estimate)} "
                "here, one thread (estimated from a short probe; widths measured before are reused).")
     request = (setup.source, setup.split, tokens, embedding, schemes, grouped)
     if remembered_button("Run the sweep", "bits_go", request):

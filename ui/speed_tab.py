@@ -13,7 +13,17 @@ from .backend import default_tokens, sweep_table, variant_table
 from .charts import speed as charts
 from .charts.style import pct
 from .requests import Setup
-from .widgets import ask, bound_note, error, need_corpus, remembered_button, shared_caption, show, token_slider
+from .widgets import (
+    ask,
+    bound_note,
+    error,
+    listed,
+    need_corpus,
+    remembered_button,
+    shared_caption,
+    show,
+    token_slider,
+)
 
 AGAIN = "speed_again"  # session state: how often this session asked to measure again
 FORMATS = {"size_mb": "{:.2f}", "loss": "{:.4f}", "ppl": "{:.2f}", "seconds": "{:.2f}", "tokens_per_s": "{:,.0f}",
@@ -82,7 +92,11 @@ def render(setup: Setup) -> None:
             error(exc, setup)
             return
         table = engine_labels(measured.value)
-        shared_caption(measured, "setup and tokens", AGAIN)
+        if measured.shared:  # some rows were timed for another visitor's table, the others for this one
+            shared_caption(measured, "model, tokens and threads", AGAIN, done=f"{listed(measured.shared)} were timed",
+                           saved="so this page timed only its other rows")
+        else:
+            shared_caption(measured, "setup and tokens", AGAIN)
         st.dataframe(table.style.format(FORMATS), hide_index=True, column_config=glossary.column_config(table))
         a, b = st.columns(2)
         with a:

@@ -104,6 +104,12 @@ def ask(call, *args, **kwargs):
     return result
 
 
+def listed(names) -> str:
+    """Names in words: 'a', 'a and b', 'a, b and c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def shown_to_another(measured: backend.Measured) -> bool:
     """Whether a shared measurement was made for another session's request."""
     return measured.by != SessionPage().owner

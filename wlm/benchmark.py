@@ -68,6 +68,48 @@ def parse_variants(text: str | None) -> list[str]:
     return names
 
 
+def variant_plan(variants: list[str | QuantSpec],
+                 engines: Sequence[str] = ("torch",)) -> list[tuple[str, QuantSpec | str]]:
+    """The rows ``benchmark_variants`` measures, in order: (engine, spec) for PyTorch's (fp32 first, each label
+    once), then (engine, label) for ONNX Runtime's float export and its int8 model."""
+    engines = parse_engines(",".join(engines))
+    specs: dict[str, QuantSpec] = {"fp32": PRESETS["fp32"]}
+    for v in variants:
+        spec = preset(v) if isinstance(v, str) else v
+        specs.setdefault(spec.label, spec)
+    plan: list[tuple[str, QuantSpec | str]] = []
+    for engine in engines:
+        labels = specs.values() if engine == "torch" else ORT_VARIANTS
+        plan += [(engine, label) for label in labels]
+    return plan
+
+
+def measure_variant(model: nn.Module, data: torch.Tensor, engine: str, variant: QuantSpec | str, *,
+                    max_tokens: int | None = None, threads: int | None = 1, cache_dir: str | Path | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
+    """One row of ``benchmark_variants`` (without its speedup): ``variant`` is a QuantSpec for PyTorch, a label
+    of ``ORT_VARIANTS`` for ONNX Runtime (exported ahead, outside the timing)."""
+    with num_threads(threads):
+        if engine == "torch":
+            candidate = quantize(model, variant)
+            size, label = state_dict_bytes(candidate), variant.label
+        else:
+            onnx_files(model, cache_dir)
+            candidate = onnx_model(model, variant, threads=threads, cache_dir=cache_dir)
+            size, label = candidate.size_bytes, variant
+        result = evaluate(candidate, data, max_tokens=max_tokens, progress=progress)
+    return {"variant": label, "engine": engine, "size_mb": size / 1e6, "loss": result.loss, "ppl": result.perplexity,
+            "seconds": result.seconds, "tokens_per_s": result.tokens_per_s}
+
+
+def variant_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``measure_variant`` as ``benchmark_variants``' table: speedup against the first row (fp32), and
+    the engine column only when an engine besides PyTorch is in it."""
+    table = pd.DataFrame(rows)
+    table["speedup"] = table["tokens_per_s"] / table.loc[0, "tokens_per_s"]
+    return table[COLUMNS if set(table["engine"]) == {"torch"} else ENGINE_COLUMNS]
+
+
 def benchmark_variants(
     model: nn.Module,
     data: torch.Tensor,
@@ -84,34 +126,16 @@ def benchmark_variants(
     ``engines`` may add ``onnxruntime``: its fp32 and int8 rows follow PyTorch's, with size being the
     ONNX file's bytes. Speedup is relative to the first row. With PyTorch alone there is no engine column.
     """
-    engines = parse_engines(",".join(engines))
-    specs: dict[str, QuantSpec] = {"fp32": PRESETS["fp32"]}
-    for v in variants:
-        spec = preset(v) if isinstance(v, str) else v
-        specs.setdefault(spec.label, spec)
-    if "onnxruntime" in engines:
+    plan = variant_plan(variants, engines)
+    if any(engine != "torch" for engine, _ in plan):
         onnx_files(model, cache_dir)  # export once up front, so it is never part of a timing
     rows = []
-    with num_threads(threads):
-        for engine in engines:
-            labels = list(specs) if engine == "torch" else list(ORT_VARIANTS)
-            for label in labels:
-                if engine == "torch":
-                    candidate = quantize(model, specs[label])
-                    size = state_dict_bytes(candidate)
-                    name = label
-                else:
-                    candidate = onnx_model(model, label, threads=threads, cache_dir=cache_dir)
-                    size = candidate.size_bytes
-                    name = f"{engine} {label}"
-                report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
-                result = evaluate(candidate, data, max_tokens=max_tokens, progress=report)
-                rows.append({"variant": label, "engine": engine, "size_mb": size / 1e6, "loss": result.loss,
-                             "ppl": result.perplexity, "seconds": result.seconds,
-                             "tokens_per_s": result.tokens_per_s})
-    table = pd.DataFrame(rows)
-    table["speedup"] = table["tokens_per_s"] / table.loc[0, "tokens_per_s"]
-    return table[COLUMNS if engines == ["torch"] else ENGINE_COLUMNS]
+    for engine, variant in plan:
+        name = variant.label if engine == "torch" else f"{engine} {variant}"
+        report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
+        rows.append(measure_variant(model, data, engine, variant, max_tokens=max_tokens, threads=threads,
+                                    cache_dir=cache_dir, progress=report))
+    return variant_frame(rows)
 
 
 def engine_labels(table: pd.DataFrame) -> pd.DataFrame:
