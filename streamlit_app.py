@@ -34,6 +34,12 @@ async def warm_up(_app):
     read = read_bundle_ahead()
     import ui.page  # noqa: F401
 
+    # A class's forty pages keep dozens of threads waking up to check on shared work while one thread computes
+    # it; with Python's default 5 ms switch interval each of them takes the interpreter from the computing thread,
+    # and on busy cores every such hand-over waits for the scheduler (the computation ran at a tenth of a core).
+    # 50 ms leaves the computation whole slices; a page's reply waits at most that much longer.
+    sys.setswitchinterval(0.05)
+
     if read is not None:
         read.wait(timeout=120)  # a read that fails or hangs is the first load's to report, not the start's
     yield

@@ -85,3 +85,34 @@ def test_two_loads_at_once_get_two_models(folder):
     for thread in threads:
         thread.join()
     assert len(models) == 2 and models[0] is not models[1]
+
+
+WARM_UP = """
+import asyncio, sys
+import streamlit_app  # as `streamlit run` imports it: the st.App at its end, nothing drawn
+
+async def start():
+    async with streamlit_app.warm_up(streamlit_app.app):
+        from wlm import bundle
+        (ahead,) = bundle._READ_AHEAD.values()
+        print(ahead.done.is_set(), ahead.loaded is not None, bool(ahead.parts), "ui.page" in sys.modules,
+              sys.getswitchinterval())
+
+asyncio.run(start())
+"""
+
+
+def test_the_server_start_imports_the_page_and_has_the_model_read_and_quantized_before_it_listens(app_env):
+    """`streamlit run` serves streamlit_app.py's st.App; its start-up (``warm_up``) is what a fresh server's first
+    visitor no longer waits for. Run in a process of its own, as a server is."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", WARM_UP], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    read, loaded, quantized, page, switch = done.stdout.split()
+    # Over by the time the server would listen: read, quantized the sidebar's default way, the tabs imported.
+    assert (read, loaded, quantized, page) == ("True", "True", "True", "True")
+    assert float(switch) == pytest.approx(0.05)  # a computing thread keeps the interpreter for whole slices
