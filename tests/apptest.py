@@ -1,6 +1,8 @@
 """Driving the app headless with AppTest: start it, and read what it shows."""
 import threading
 
+from streamlit import config
+from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
@@ -21,6 +23,45 @@ def _compile_one_at_a_time(self, script_path):
 
 
 ScriptCache.get_bytecode = _compile_one_at_a_time
+
+# Each AppTest run installs a mock Runtime as the process's one instance and removes it when it ends, so a run that
+# ends while another thread's run is still going leaves that one without a runtime ("Runtime hasn't been created!").
+# A served app has one runtime for all its sessions; here the runs going on at once share the last one installed.
+_RUNS = threading.Lock()
+_running = 0
+_last_runtime = None
+_run_once = AppTest._run
+_instance = Runtime.instance.__func__
+
+
+def _run_beside_others(self, *args, **kwargs):
+    global _running
+    with _RUNS:
+        _running += 1
+    try:
+        return _run_once(self, *args, **kwargs)
+    finally:
+        with _RUNS:
+            _running -= 1
+
+
+def _shared_instance(cls):
+    global _last_runtime
+    with _RUNS:
+        if cls._instance is not None:
+            _last_runtime = cls._instance
+        elif _running and _last_runtime is not None:
+            return _last_runtime
+    return _instance(cls)
+
+
+AppTest._run = _run_beside_others
+Runtime.instance = classmethod(_shared_instance)
+
+# Each run also patches config.get_option to say global.appTest (which makes widgets keep what AppTest reads), and
+# a run that ends puts back the getter it found, which may be the real one while another thread's run goes on: the
+# real option says so too.
+config.set_option("global.appTest", True)
 
 
 def run_app(query: dict | None = None) -> AppTest:
