@@ -28,6 +28,7 @@ from wlm import hosting
 from wlm.benchmark import (
     benchmark_variants,
     measure_variant,
+    row_label,
     thread_sweep,
     tokens_for_seconds,
     variant_frame,
@@ -393,8 +394,7 @@ def variant_row(source: ModelSource, split: CorpusSource, engine: str, variant: 
     """One row of the variants table. Float's row and the tutorial's are in almost every visitor's table, so a
     class asking for twenty setups times them once, not twenty times, within ``ROW_TTL``."""
     page = _page or Page()
-    name = variant.label if engine == "torch" else f"{engine} {variant}"
-    with timing_turn(page), page.progress(f"Evaluating {name}") as report:
+    with timing_turn(page), page.progress(f"Evaluating {row_label(engine, variant)}") as report:
         row = measure_variant(source.model, split.ids, engine, variant, max_tokens=tokens, threads=threads,
                               progress=tokens_done(report))
     release_memory()  # the variant was a temporary copy
@@ -407,15 +407,14 @@ def variant_table(source: ModelSource, split: CorpusSource, specs: tuple[QuantSp
     another visitor's request measured in the last ``ROW_TTL`` seconds are lent, and the result names them.
     ``again`` counts a session's "measure again" presses: a new count is a new key, so every row is measured anew."""
     page = _page or Page()
-    rows = [variant_row(source, split, engine, variant, tokens, threads, again, _page=page)
-            for engine, variant in variant_plan(list(specs), engines)]
-    lent = [row for row in rows if row.by != page.owner]
+    plan = variant_plan(list(specs), engines)
+    rows = [variant_row(source, split, engine, variant, tokens, threads, again, _page=page) for engine, variant in plan]
     table = variant_frame([row.value for row in rows])
+    lent = {row_label(*asked): row for asked, row in zip(plan, rows) if row.by != page.owner}
     if not lent:
         return Measured(table, max(row.at for row in rows), page.owner)
-    oldest = min(lent, key=lambda row: row.at)
-    names = tuple(row.value["variant"] if row.value["engine"] == "torch" else f"{row.value['engine']} "
-                  f"{row.value['variant']}" for row in lent)
+    oldest = min(lent.values(), key=lambda row: row.at)
+    names = tuple(lent)
     return Measured(table, oldest.at, oldest.by, () if len(lent) == len(rows) else names)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from .evaluate import evaluate
 from .model import LSTMModel
-from .onnx_engine import ORT_VARIANTS, onnx_files, onnx_model, parse_engines
+from .onnx_engine import ORT_VARIANTS, onnx_model, parse_engines
 from .quantize import PRESETS, QuantSpec, preset, quantize
 from .sizes import state_dict_bytes
 from .threads import num_threads
@@ -84,6 +84,12 @@ def variant_plan(variants: list[str | QuantSpec],
     return plan
 
 
+def row_label(engine: str, variant: QuantSpec | str) -> str:
+    """A row's one distinct name: the spec's label for PyTorch ('tutorial'), the engine's for others
+    ('onnxruntime int8'), as ``engine_labels`` names them in a table."""
+    return variant.label if engine == "torch" else f"{engine} {variant}"
+
+
 def measure_variant(model: nn.Module, data: torch.Tensor, engine: str, variant: QuantSpec | str, *,
                     max_tokens: int | None = None, threads: int | None = 1, cache_dir: str | Path | None = None,
                     progress: Callable[[int, int], None] | None = None) -> dict:
@@ -93,8 +99,7 @@ def measure_variant(model: nn.Module, data: torch.Tensor, engine: str, variant: 
         if engine == "torch":
             candidate = quantize(model, variant)
             size, label = state_dict_bytes(candidate), variant.label
-        else:
-            onnx_files(model, cache_dir)
+        else:  # exported (or found in the cache) here, before the evaluation's own timing starts
             candidate = onnx_model(model, variant, threads=threads, cache_dir=cache_dir)
             size, label = candidate.size_bytes, variant
         result = evaluate(candidate, data, max_tokens=max_tokens, progress=progress)
@@ -126,12 +131,9 @@ def benchmark_variants(
     ``engines`` may add ``onnxruntime``: its fp32 and int8 rows follow PyTorch's, with size being the
     ONNX file's bytes. Speedup is relative to the first row. With PyTorch alone there is no engine column.
     """
-    plan = variant_plan(variants, engines)
-    if any(engine != "torch" for engine, _ in plan):
-        onnx_files(model, cache_dir)  # export once up front, so it is never part of a timing
     rows = []
-    for engine, variant in plan:
-        name = variant.label if engine == "torch" else f"{engine} {variant}"
+    for engine, variant in variant_plan(variants, engines):
+        name = row_label(engine, variant)
         report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
         rows.append(measure_variant(model, data, engine, variant, max_tokens=max_tokens, threads=threads,
                                     cache_dir=cache_dir, progress=report))
