@@ -84,6 +84,10 @@ def test_a_phone_reaches_every_tab_and_its_first_chart_is_wide(served_app):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = _open(browser, served_app, PHONE)
+            # The page's style arrives in an st.html element, drawn by a part of Streamlit's front end that loads
+            # on first use: on a busy machine the run can end before that style applies.
+            page.wait_for_function("() => getComputedStyle(document.querySelector(\"[data-testid='stTabs'] "
+                                   "[role='tablist']\")).flexWrap === 'wrap'")
             for name in TABS:
                 tab = page.get_by_role("tab", name=name, exact=True)
                 box = tab.bounding_box()
