@@ -272,12 +272,11 @@ def report_scenario(rows: list, replicas: int, name: str, result: dict, idle: di
                 f"{errors or 'none'} |")
 
 
-def niced(executable: str, niceness: int) -> str:
-    """``executable``, or a wrapper that starts it at ``niceness`` (its renderers inherit it)."""
-    if not niceness:
-        return executable
+def idle_class(executable: str) -> str:
+    """A wrapper that starts ``executable`` in Linux's idle scheduling class (its renderers inherit it). Chromium
+    sets the niceness of its own processes (some to -8), so ``nice`` does not hold it back; the idle class does."""
     wrapper = Path(tempfile.mkdtemp(prefix="wlm-class-")) / "chromium"
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n {niceness} {executable} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec chrt --idle 0 {executable} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 
@@ -292,9 +291,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default="same,different",
                         help="which to run, comma-separated: same (link), different (setups)")
     parser.add_argument("--no-kill", action="store_true", help="skip killing a replica mid-class")
-    parser.add_argument("--browser-nice", type=int, default=0,
-                        help="run Chromium at this niceness (10: the browsers take the cores the servers leave, as "
-                             "students' own machines would; 0: they compete with the servers as equals)")
+    parser.add_argument("--idle-browsers", action="store_true",
+                        help="run Chromium in the idle scheduling class: the browsers take only the cores the servers "
+                             "leave, as students' own machines would (by default they compete as equals)")
     args = parser.parse_args()
     k = args.visitors
     same = [{"preset": "int8+emb8", "seed": "1"}] * k
@@ -304,7 +303,8 @@ def main() -> None:
     env = {name: value for name, value in os.environ.items() if name != "WLM_MODEL"}  # the bundled model
     rows, all_errors, kill = [], [], None
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=niced(CHROMIUM, args.browser_nice), args=CHROMIUM_ARGS)
+        chromium = idle_class(CHROMIUM) if args.idle_browsers else CHROMIUM
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         for n in sorted({1, args.replicas}):
             logs = REPO / "artifacts" / "class" / f"{n}-replicas"
             launched_at = time.monotonic()

@@ -52,6 +52,28 @@ def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
             browser.close()
 
 
+def test_a_page_loads_the_parts_that_draw_results_before_anything_is_pressed(served_app):
+    """The Generate tab draws no chart until its button is pressed; its browser has loaded Streamlit's chart and
+    table parts by then, so a class's results, arriving at once, are not each waiting for those."""
+    need_browser()
+    from ui.widgets import front_end_modules
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{served_app}/?tab=generate")
+            page.get_by_role("button", name="Generate", exact=True).wait_for()
+            page.wait_for_function(IDLE)
+            page.wait_for_function("(names) => names.every((name) => performance.getEntriesByType('resource')"
+                                   ".some((entry) => entry.name.endsWith('/static/js/' + name)))",
+                                   arg=list(front_end_modules()))
+            assert page.locator("[data-testid='stVegaLiteChart'], [data-testid='stDataFrame']").count() == 0
+        finally:
+            browser.close()
+
+
 SESSIONS = 20
 
 

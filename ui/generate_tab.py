@@ -2,6 +2,10 @@
 likely a shared pick was at each step until then."""
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import streamlit as st
 
 try:  # the exception Streamlit raises inside a script its page reruns or stops (RerunException, StopException)
@@ -19,9 +23,37 @@ from .backend import shared_picks, writing
 from .charts import generate as charts
 from .charts import word_html
 from .requests import Setup
-from .widgets import SessionPage, bounded_text, error, shared_caption
+from .widgets import SessionPage, bounded_text, error, shared_caption, yield_to_streamlit
 
 MAX_APP_WORDS = min(1000, MAX_WORDS)
+LOOK_EVERY = 0.25  # seconds between two looks of a page at the writing it follows
+REDRAWS_PER_SECOND = 16  # texts redrawn each second by all the pages of a server that follow writings
+
+
+class _Followers:
+    """The pages of this server following a writing now. Each redraw of a growing text is a message from the
+    server and a new layout in the browser: twenty pages of one class redrawing four times a second took both
+    cores of a shared machine from the writing itself. So the more pages follow, the less often each redraws."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def following(self):
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+
+    def redraw_every(self) -> float:
+        return max(LOOK_EVERY, self._count / REDRAWS_PER_SECOND)
+
+
+FOLLOWERS = _Followers()
 
 
 def _markdown_word(word: str) -> str:
@@ -101,18 +133,26 @@ def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> d
 def _follow(record: dict, boxes: dict) -> None:
     """Show the record's writing as it goes until it ends, copying its words into the record (in place)."""
     job = record["writing"]
-    while True:
-        ended = job.wait(0.25)  # one page update per 0.25 s for both texts: redrawing costs the browser
-        words = job.snapshot()
-        for name, box in boxes.items():
-            record[name][:] = words[name]
-            if job.started or ended:
-                box.markdown("".join(_markdown_word(w) for w in words[name]))
+    drawn, drawn_at = None, 0.0  # what the boxes show (begun, and each text's length), and when it was drawn
+    with FOLLOWERS.following():
+        while True:
+            ended = job.wait(LOOK_EVERY)
+            words = job.snapshot()
+            for name in boxes:
+                record[name][:] = words[name]
+            shown = (job.started, tuple(len(words[name]) for name in boxes))
+            if shown == drawn or (not ended and time.monotonic() - drawn_at < FOLLOWERS.redraw_every()):
+                yield_to_streamlit()  # a rerun or a closed page still ends the wait within LOOK_EVERY
             else:
-                box.caption(":material/hourglass_bottom: Waiting for another visitor's text to be written first, "
-                            "so that the two do not share the cores.")
-        if ended:
-            break
+                for name, box in boxes.items():
+                    if job.started or ended:
+                        box.markdown("".join(_markdown_word(w) for w in words[name]))
+                    else:
+                        box.caption(":material/hourglass_bottom: Waiting for another visitor's text to be written "
+                                    "first, so that the two do not share the cores.")
+                drawn, drawn_at = shown, time.monotonic()
+            if ended:
+                break
     if job.error is not None:
         raise job.error
     record["seconds"].update(job.seconds)

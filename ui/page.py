@@ -29,7 +29,7 @@ from ui.setup import (
     sidebar,
     with_corpus,
 )
-from ui.widgets import fit_narrow_screens
+from ui.widgets import load_front_end_ahead, style_page
 from wlm import hosting
 from wlm.errors import WlmError
 
@@ -72,7 +72,7 @@ def main(starting) -> None:
     if mode.note:
         st.sidebar.info(mode.note)
     use_one_thread()
-    fit_narrow_screens()
+    style_page()
     init_from_query_params(hosted)
     config, spec = sidebar(hosted)
     try:
@@ -93,3 +93,4 @@ def main(starting) -> None:
     setup = with_corpus(setup)  # the sidebar says where the corpus is, whichever tab is open
     if open_title != "Model":
         draw(tabs[open_title], TABS[open_title], setup)
+    load_front_end_ahead()

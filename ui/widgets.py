@@ -3,8 +3,11 @@ page a backend call speaks to while it works."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import time
 import uuid
+from pathlib import Path
 
 import streamlit as st
 
@@ -19,19 +22,60 @@ WAITED = "_waited"  # session state: the requests of this session that queued be
 PROGRESS_EVERY = 0.2  # seconds between two moves of a progress bar (its last move, to the end, always shows)
 
 
-# Streamlit has no setting for this: a tab bar wider than the page scrolls sideways behind an arrow (the last tabs
+# Streamlit has no setting for these. A tab bar wider than the page scrolls sideways behind an arrow (the last tabs
 # out of sight: on a phone half of them, at 1280 px the tenth), and on a phone the title fills half the first
-# screen. Tabs wrap onto a second row instead, and a phone's title is smaller.
-NARROW_SCREENS = """<style>
+# screen: tabs wrap onto a second row instead, and a phone's title is smaller. And Streamlit's running figure in the
+# corner is a new drawing five times a second on every page whose script runs: the twenty pages of a class waiting
+# for one shared result redrew it a hundred times a second between them, on a shared machine from the cores that
+# compute the result. The page's own progress bars and queue notices say what is under way; "Stop" stays.
+PAGE_STYLE = """<style>
 [data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; overflow: visible; }
+[data-testid="stStatusWidgetRunningIcon"] { display: none; }
 @media (max-width: 640px) {
   h1 { font-size: 1.75rem !important; }
 }
 </style>"""
 
 
-def fit_narrow_screens() -> None:
-    st.html(NARROW_SCREENS)
+def style_page() -> None:
+    st.html(PAGE_STYLE)
+
+
+# The parts of Streamlit's front end that draw charts and tables load the first time a page shows one, and that is
+# a fifth of what the Speed & accuracy tab's first table and charts cost the visitor's browser. A class's results
+# all arrive at once, so every page would load them while the machine is at its busiest: the page loads them as
+# soon as its browser is idle after opening, before anything is pressed.
+FRONT_END_PARTS = ("ArrowVegaLiteChart", "loadVegaEmbed", "embed", "vega-interpreter", "DataFrame")
+FRONT_END_FILES = Path(st.__file__).parent / "static" / "static" / "js"
+
+
+@functools.cache
+def front_end_modules() -> tuple[str, ...]:
+    """The file of each of ``FRONT_END_PARTS`` in this Streamlit's front end (its names carry a content hash);
+    a part not found once is left out, and a page without any loads them on first use, as Streamlit does."""
+    found = (sorted(FRONT_END_FILES.glob(f"{part}.*.js")) for part in FRONT_END_PARTS)
+    return tuple(files[0].name for files in found if len(files) == 1)
+
+
+def load_front_end_ahead() -> None:
+    modules = front_end_modules()
+    if not modules:
+        return
+    # Beside Streamlit's own entry module, as its own imports resolve, so that its later import of the same file
+    # finds the module already loaded. Safari has no requestIdleCallback.
+    st.html(f"""<script>(() => {{
+  const entry = document.querySelector("script[type='module'][src*='static/js/index.']");
+  if (!entry) return;
+  const load = () => {json.dumps(list(modules))}.forEach(
+    (name) => import(new URL(name, entry.src).href).catch(() => {{}}));
+  (window.requestIdleCallback || ((run) => setTimeout(run, 1000)))(load);
+}})();</script>""", unsafe_allow_javascript=True)
+
+
+def yield_to_streamlit() -> None:
+    """Let Streamlit stop this run here if its page reran or closed, as any call to Streamlit would, without
+    sending the browser anything (reading the session state is such a call)."""
+    _ = OWNER in st.session_state
 
 
 def show(figure: Figure) -> None:
@@ -44,11 +88,19 @@ class _QueueNotice(backend.Notice):
 
     def __init__(self) -> None:
         self._box = None
+        self._place = None
 
     def show(self, place: int) -> None:
+        if place == self._place:
+            # Nothing new to draw: a message a class's queued pages each got twice a second would be redrawn by
+            # each of their browsers, on a shared machine from the cores the queue waits on. Reading the session
+            # still lets Streamlit end this wait when the page reruns or closes.
+            yield_to_streamlit()
+            return
         if self._box is None:
             self._box = st.empty()
         self._box.info(hosting.waiting_message(place), icon=":material/hourglass_top:")
+        self._place = place
 
     def clear(self) -> None:
         if self._box is not None:
