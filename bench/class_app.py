@@ -56,15 +56,16 @@ def has_result(page, kind: str) -> bool:
 BUTTONS = {"generate": "Generate", "evaluate": "Run evaluation"}
 TABS = {"generate": "generate", "evaluate": "speed-accuracy"}
 
-# Pressed inside the page, and watched there: the page notes (Date.now()) when its button was clicked and when its
-# result or an error first showed. Forty pages polled through Playwright, as the browser tests do, would spend the
-# cores the servers need; this way the benchmark asks each page once a second for two numbers.
-PRESS_AND_WATCH = """([name, needsTable]) => {
+# Pressed inside the page, and watched there: each page is told beforehand the moment (``at``, Date.now()) to click,
+# so a class presses together however long the benchmark takes to reach forty pages, and the page notes when its
+# button was clicked and when its result or an error first showed. Forty pages polled through Playwright, as the
+# browser tests do, would spend the cores the servers need; this way the benchmark asks each page once a second.
+PRESS_AND_WATCH = """([name, needsTable, at]) => {
   const visible = (el) => el.offsetParent !== null;
   const button = [...document.querySelectorAll("button")].find((b) => visible(b) && b.innerText.trim() === name);
   if (!button) return null;
   const panel = button.closest("[role='tabpanel']");
-  const seen = (window.__wlm = {clicked: Date.now(), done: null, error: null});
+  const seen = (window.__wlm = {clicked: null, done: null, error: null});
   const check = () => {
     if (seen.done || seen.error) return;
     const failed = document.querySelector("%s");
@@ -78,8 +79,8 @@ PRESS_AND_WATCH = """([name, needsTable]) => {
   new MutationObserver(() => {
     if (!queued) { queued = true; setTimeout(() => { queued = false; check(); }, 200); }
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
-  button.click();
-  return seen.clicked;
+  setTimeout(() => { seen.clicked = Date.now(); button.click(); }, Math.max(0, at - Date.now()));
+  return true;
 }""" % ERRORS.replace('"', "'")
 
 
@@ -96,7 +97,8 @@ class Visitor:
             page = self.context.new_page()
             page.on("pageerror", lambda exc, kind=kind: self.errors.append(f"{label} {kind}: browser error: {exc}"))
             self.pages[kind] = page
-        self.done: dict[str, float] = {}  # kind -> seconds from the first click to its result
+        self.done: dict[str, float] = {}  # kind -> seconds from the moment of the press to its result
+        self.clicked: dict[str, float] = {}  # kind -> when its page clicked (time.time())
         self.failed: set[str] = set()  # kinds whose page showed an error instead
         self.replica: str | None = None  # from the cookie, once the pages are open
         self.reload_s, self.after, self.kept = float("nan"), None, {}  # after its replica was killed
@@ -112,14 +114,21 @@ class Visitor:
         for page in self.pages.values():
             wait_until_idle(page)
 
-    def press(self) -> float:
-        """Clicks both buttons; returns when the first was clicked (time.time())."""
-        self.done, self.failed = {}, set()
-        clicked = [self.pages[kind].evaluate(PRESS_AND_WATCH, [name, kind == "evaluate"])
-                   for kind, name in BUTTONS.items()]
-        if None in clicked:
-            raise RuntimeError(f"{self.label}: a button was not on its page")
-        return min(clicked) / 1000
+    def arm(self, at: float) -> None:
+        """Both pages will click their button at ``at`` (time.time()), on their own clocks."""
+        self.done, self.failed, self.clicked = {}, set(), {}
+        for kind, name in BUTTONS.items():
+            if not self.pages[kind].evaluate(PRESS_AND_WATCH, [name, kind == "evaluate", at * 1000]):
+                raise RuntimeError(f"{self.label}: a button was not on its page")
+
+    def clicks(self) -> bool:
+        """Whether both pages have clicked; notes when (time.time())."""
+        for kind, page in self.pages.items():
+            if kind not in self.clicked:
+                seen = page.evaluate("() => window.__wlm")
+                if seen and seen["clicked"]:
+                    self.clicked[kind] = seen["clicked"] / 1000
+        return len(self.clicked) == len(self.pages)
 
     def check(self, started: float) -> bool:
         """Whether both pages are through, with a result or an error; notes when each first was (seconds after
@@ -138,7 +147,7 @@ class Visitor:
         return len(self.done) + len(self.failed) == len(self.pages)
 
     def both(self) -> float | None:
-        """Seconds from the first click until both results showed, or None if one did not."""
+        """Seconds from the moment of the press until both results showed, or None if one did not."""
         return max(self.done.values()) if len(self.done) == len(self.pages) else None
 
     def close(self) -> None:
@@ -172,6 +181,28 @@ class MemoryWatch:
         self._thread.join()
 
 
+def press_at_once(visitors: list[Visitor]) -> float:
+    """Every visitor's pages click at one moment, a little after each has been told it; returns once all have
+    clicked, with the moment (time.time())."""
+    at = time.time() + 1.0 + 0.05 * len(visitors)  # telling a page takes a round trip of a few ms
+    for visitor in visitors:
+        visitor.arm(at)
+    if time.time() > at:
+        print(f"  (telling the pages took {time.time() - at:.1f} s longer than allowed: the first clicked early)")
+    time.sleep(max(0.0, at - time.time()))
+    waiting = list(visitors)
+    while waiting:
+        waiting = [v for v in waiting if not v.clicks()]
+        if waiting:
+            time.sleep(0.2)
+    return at
+
+
+def click_spread(visitors: list[Visitor], at: float) -> float:
+    """Seconds from the moment of the press until the last page clicked (a busy browser clicks late)."""
+    return max(t for v in visitors for t in v.clicked.values()) - at
+
+
 def wait_for_results(visitors: list[Visitor], started: float, timeout: float) -> None:
     """Asks every page once a second; each page itself noted when its result showed (``started``: time.time())."""
     deadline = started + timeout
@@ -196,8 +227,8 @@ def class_at_once(browser, launched: Launched, links: list[dict[str, str]], time
         for visitor in visitors:
             visitor.ready()
         with MemoryWatch(launched.replicas) as memory:
-            started = min(visitor.press() for visitor in visitors)
-            clicks = time.time() - started
+            started = press_at_once(visitors)
+            clicks = click_spread(visitors, started)
             print(f"  pressed at {time.strftime('%H:%M:%S', time.localtime(started))}", flush=True)
             wait_for_results(visitors, started, timeout)
         return {"visitors": visitors, "memory": memory, "clicks": clicks}
@@ -216,7 +247,7 @@ def kill_mid_class(browser, launched: Launched, links: list[dict[str, str]], tim
             visitor.open()
         for visitor in visitors:
             visitor.ready()
-        started = min(visitor.press() for visitor in visitors)
+        started = press_at_once(visitors)
         killed_at = time.time() - started  # once every button was clicked
         os.kill(victim_pid, signal.SIGKILL)
         on_dead = [v for v in visitors if v.replica == "r1"]
@@ -234,7 +265,7 @@ def kill_mid_class(browser, launched: Launched, links: list[dict[str, str]], tim
             visitor.kept = {kind: has_result(page, kind) for kind, page in visitor.pages.items()}
             for page in visitor.pages.values():
                 wait_until_idle(page)
-        again = min(visitor.press() for visitor in on_dead)
+        again = press_at_once(on_dead)
         wait_for_results(on_dead, again, timeout)
         return {"visitors": visitors, "on_dead": on_dead, "others": others, "seen": seen, "killed_at": killed_at}
     finally:
@@ -335,8 +366,9 @@ def main() -> None:
                 print(f"launcher stopped (status {status}); ports still open: {left or 'none'}", flush=True)
         browser.close()
     print(f"\n{k} visitors, each with a Generate page and a Speed & accuracy page, all pressed at once "
-          "(seconds from the first click; memory in MB, resident set of each replica's process tree, before → peak)\n")
-    print("| replicas | scenario | visitors per replica | clicking took (s) | median visitor (s) | last visitor (s) | "
+          "(seconds from the moment all pressed; memory in MB, resident set of each replica's process tree, "
+          "before → peak)\n")
+    print("| replicas | scenario | visitors per replica | last click (s) | median visitor (s) | last visitor (s) | "
           "replica memory (MB) | errors |")
     print("|---:|---|---|---:|---:|---:|---|---|")
     print("\n".join(rows))
@@ -348,7 +380,7 @@ def main() -> None:
 
 
 def print_kill(kill: dict) -> None:
-    print(f"\nr1 killed (SIGKILL) {kill['killed_at']:.1f} s after the first click, once every button was clicked; its "
+    print(f"\nr1 killed (SIGKILL) {kill['killed_at']:.1f} s after the press, once every button was clicked; its "
           "visitors, once the others' results were in, reloaded both pages and pressed again\n")
     print("| visitor | replica | saw before reloading | reload → page drawn (s) | replica after reload | results kept "
           "| pressed again → both results (s) |")
@@ -357,7 +389,7 @@ def print_kill(kill: dict) -> None:
         kept = ", ".join(kind for kind, yes in v.kept.items() if yes) or "none"
         done = f"{v.both():.1f}" if v.both() is not None else f"not all ({sorted(v.done)} of both)"
         print(f"| {v.label} | r1 | {kill['seen'][v.label]} | {v.reload_s:.1f} | {v.after} | {kept} | {done} |")
-    print("\n| visitor | replica | both results (s after the first click) |")
+    print("\n| visitor | replica | both results (s after the press) |")
     print("|---|---|---:|")
     for v in kill["others"]:
         done = f"{v.both():.1f}" if v.both() is not None else f"not all (only {sorted(v.done)})"
