@@ -128,6 +128,8 @@ def test_visitors_spread_stick_and_survive_a_dead_replica(launched):
             assert replica_of(survivor[0]) == "r2"
         finally:
             browser.close()
+    # Two replicas on fewer than 4 cores were said to share them, on stderr, before anything started.
+    assert ("replicas on" in launched.stderr()) == (len(os.sched_getaffinity(0)) < 4), launched.stderr()
     # The launcher noticed (it checks twice a second) and kept serving.
     assert wait_until(lambda: "replica r1 (pid" in launched.stderr()), launched.stderr()
     assert launched.process.poll() is None
