@@ -41,10 +41,10 @@ def style_page() -> None:
     st.html(PAGE_STYLE)
 
 
-# The parts of Streamlit's front end that draw charts and tables load the first time a page shows one, and that is
-# a fifth of what the Speed & accuracy tab's first table and charts cost the visitor's browser. A class's results
-# all arrive at once, so every page would load them while the machine is at its busiest: the page loads them as
-# soon as its browser is idle after opening, before anything is pressed.
+# The parts of Streamlit's front end that draw charts and tables load the first time a page shows one, and loading
+# them is part of what a page's first result costs its browser. A class's results all arrive at once, so every
+# page would load them while the machine is at its busiest: the page loads them as soon as its browser is idle
+# after opening, before anything is pressed.
 FRONT_END_PARTS = ("ArrowVegaLiteChart", "loadVegaEmbed", "embed", "vega-interpreter", "DataFrame")
 FRONT_END_FILES = Path(st.__file__).parent / "static" / "static" / "js"
 
