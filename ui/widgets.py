@@ -27,7 +27,8 @@ PROGRESS_EVERY = 0.2  # seconds between two moves of a progress bar (its last mo
 # screen: tabs wrap onto a second row instead, and a phone's title is smaller. And Streamlit's running figure in the
 # corner is a new drawing five times a second on every page whose script runs: the twenty pages of a class waiting
 # for one shared result redrew it a hundred times a second between them, on a shared machine from the cores that
-# compute the result. The page's own progress bars and queue notices say what is under way; "Stop" stays.
+# compute the result. "Stop" beside it stays, on a phone too, and says a run is under way; the page's own progress
+# bars and queue notices say what.
 PAGE_STYLE = """<style>
 [data-testid="stTabs"] [role="tablist"] { flex-wrap: wrap; row-gap: 0.25rem; overflow: visible; }
 [data-testid="stStatusWidgetRunningIcon"] { display: none; }
