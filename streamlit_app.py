@@ -30,10 +30,10 @@ def read_bundle_ahead():
 @asynccontextmanager
 async def warm_up(_app):
     """Before the server listens: what the first visitor's run would otherwise wait for, the imports (about
-    1.5 s) and the model read and quantized. Streamlit's runtime is up by now, so the tabs' caches are made as
-    in a visitor's run."""
+    1.5 s), the model read and quantized, the corpus split into tokens and the Model tab's sizes. Streamlit's
+    runtime is up by now, so the tabs' caches are made as in a visitor's run."""
     read = read_bundle_ahead()
-    import ui.page  # noqa: F401
+    from ui.page import prepare_first_page
 
     # A class's forty pages keep dozens of threads waking up to check on shared work while one thread computes
     # it; with Python's default 5 ms switch interval each of them takes the interpreter from the computing thread,
@@ -41,6 +41,7 @@ async def warm_up(_app):
     # 50 ms leaves the computation whole slices; a page's reply waits at most that much longer.
     sys.setswitchinterval(0.05)
 
+    prepare_first_page()  # the corpus is split while the other core reads and quantizes the model
     if read is not None:
         read.wait(timeout=120)  # a read that fails or hangs is the first load's to report, not the start's
     # Streamlit collects all of Python's garbage after every run of a page, and a full collection walks every

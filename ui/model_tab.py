@@ -15,7 +15,7 @@ from wlm.sizes import format_mb, part_table
 from . import onnx_download
 from .backend import download_size, part_sizes, weights_of
 from .charts import model as charts
-from .requests import Setup
+from .requests import Setup, Variant
 from .widgets import SessionPage, show
 
 
@@ -52,9 +52,17 @@ def render(setup: Setup) -> None:
                        file_name=file_name, mime="application/zip", on_click="ignore",
                        icon=":material/download:", help="torch.save of its state_dict (LSTM weights as plain tensors)")
     st.caption(download_note(file_name, size))
-    st.caption("Load it back (no code runs: the file is read with torch.load(weights_only=True)):")
-    st.code(load_note(model.config, spec, file_name), language="python", wrap_lines=True)
+    with st.popover("Load it back in Python"):
+        st.caption("No code runs: the file is read with torch.load(weights_only=True).")
+        st.code(load_note(model.config, spec, file_name), language="python", wrap_lines=True)
     onnx_download.render(setup)
+
+
+def prepare(variant: Variant) -> None:
+    """What ``render`` computes of a variant, computed now: the server's start does it for the default page."""
+    part_sizes(variant)
+    weights_of(variant.source)
+    download_size(variant)
 
 
 def download_note(file_name: str, size: int) -> str:

@@ -18,20 +18,26 @@ from ui import (
     static_tab,
     walkthrough_tab,
 )
-from ui.backend import use_one_thread
+from ui.backend import quantized_variant, use_one_thread
 from ui.setup import (
+    DEFAULTS,
     Setup,
+    bundled_source,
     corpus_panel,
     init_from_query_params,
     link_params,
     open_tabs,
+    read_corpus_ahead,
     resolve_setup,
     sidebar,
     with_corpus,
 )
 from ui.widgets import load_front_end_ahead, style_page
 from wlm import hosting
+from wlm.bundle import WEIGHTS_FILE
+from wlm.checkpoint import default_model_path
 from wlm.errors import WlmError
+from wlm.quantize import PRESETS
 
 TABS = {"Model": model_tab, "Generate": generate_tab, "Speed & accuracy": speed_tab, "Fidelity": fidelity_tab,
         "Inside a multiply": multiply_tab, "Fewer bits": bits_tab, "Walkthrough": walkthrough_tab,
@@ -56,6 +62,24 @@ def unexpected(exc: Exception) -> str:
     detail = f": {first[:200]}" if first else ""
     return (f"This part of the page hit an unexpected error ({type(exc).__name__}{detail}). The other tabs still "
             "work; reload the page to try again.")
+
+
+def prepare_first_page() -> None:
+    """The default page's work, done before the server listens (``streamlit_app.warm_up``): the corpus split into
+    tokens, and the Model tab's sizes of the bundled model quantized the sidebar's default way.
+
+    That work is Python holding the interpreter, and in the first visitor's run it shared it with the server
+    sending the same page its scripts: the page drew nothing until the last of them came (on 2 AVX2 cores the
+    first chart came 3.7 to 4.4 s after the page opened, with most of the scripts a second in flight). What
+    cannot be read here is left for the page to report."""
+    read_corpus_ahead()
+    if not (default_model_path() / WEIGHTS_FILE).is_file():
+        return
+    try:
+        variant = quantized_variant(bundled_source(), PRESETS[DEFAULTS["preset"]])
+    except WlmError:
+        return
+    model_tab.prepare(variant)
 
 
 def main(starting) -> None:
