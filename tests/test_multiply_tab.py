@@ -112,7 +112,7 @@ def test_two_prompts_get_the_scales_the_core_computes(app_env):
     (hi, hi_scale), (lo, lo_scale) = sorted(theirs.items(), key=lambda kv: -kv[1])
     said = next(t for t in takeaways(_tab(at)) if t.startswith("**Takeaway:** Dynamic:"))
     found = re.fullmatch(r"\*\*Takeaway:\*\* Dynamic: the scale is computed from each input at run time — '(.+)' gets "
-                         r"([\d.e+-]+), '(.+)' ([\d.e+-]+) \(×([\d.]+)\)\.", said)
+                         r"([\d.e+-]+), '(.+)' ([\d.e+-]+) \(([\d.]+)× as large\)\.", said)
     assert found and (found[1], found[3]) == (hi, lo), said
     assert float(found[2]) == pytest.approx(hi_scale, rel=0.006)
     assert float(found[4]) == pytest.approx(lo_scale, rel=0.006)

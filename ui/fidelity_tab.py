@@ -7,6 +7,7 @@ import streamlit as st
 from wlm import hosting
 from wlm.errors import WlmError
 from wlm.fidelity import quantized_weights
+from wlm.threads import in_words
 
 from . import glossary
 from .backend import fidelity_result, histogram, next_words, sqnr_table, surprisal, tradeoff_table
@@ -128,7 +129,7 @@ def render(setup: Setup) -> None:
         tokens = st.session_state.get("speed_tokens") or min(1000, len(setup.test_ids))
         tokens = hosting.bounded_tokens(tokens, setup.hosted)
         st.caption(f"Every preset on {tokens:,} test tokens ({tokens - 1:,} predictions; the Speed & accuracy "
-                   f"slider), {setup.threads} thread(s).")
+                   f"slider), {in_words(setup.threads)}.")
         request = (setup.source, setup.split, int(tokens), setup.threads)
         if remembered_button("Measure all presets", "trade_go", request):
             show(charts.tradeoff_chart(ask(tradeoff_table, *request)))

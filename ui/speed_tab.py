@@ -7,6 +7,7 @@ from wlm import hosting
 from wlm.benchmark import engine_labels
 from wlm.errors import WlmError
 from wlm.quantize import PRESETS, QuantSpec
+from wlm.threads import in_words
 
 from . import glossary
 from .backend import default_tokens, sweep_table, variant_table
@@ -54,7 +55,7 @@ def sweep_note(sweep, table, sweep_tokens: int, tokens: int, threads: int) -> st
             same.append(f"{variant} {swept:,.0f} tokens/s in the sweep and {timed:,.0f} in the table "
                         f"({pct(abs(swept - timed) / max(swept, timed))} apart)")
     if same:
-        text += f" At {threads} thread{'s' if threads > 1 else ''}, measured here: " + "; ".join(same) + "."
+        text += f" At {in_words(threads)}, measured here: " + "; ".join(same) + "."
     return text
 
 

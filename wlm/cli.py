@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import WlmError
+from .threads import in_words
 
 
 def _log(message: str) -> None:
@@ -359,7 +360,7 @@ def cmd_bits(args) -> None:
                                       max_tokens=args.max_tokens, embedding=args.embedding, threads=args.threads,
                                       group_size=group_size)
     _log(f"simulated: weights rounded to N bits, the model runs in float; {len(bits) * len(schemes) + 2} "
-         f"evaluations, about {estimate:.0f} s on {args.threads} thread(s)")
+         f"evaluations, about {estimate:.0f} s on {in_words(args.threads)}")
     progress = _BarPerLabel()
 
     table = sweep(loaded.model, corpus.test, bits=bits, schemes=schemes, max_tokens=args.max_tokens,
@@ -393,7 +394,7 @@ def cmd_sensitivity(args) -> None:
     cells = map_cells(loaded.model, bits=bits, schemes=schemes, group_size=group_size)
     estimate = estimate_sensitivity_seconds(loaded.model, corpus.test, **options)
     _log(f"{len(cells)} cells (each part alone: real int8, and {len(bits)} widths of {len(schemes)} simulated "
-         f"schemes), about {estimate:.0f} s on {args.threads} thread(s)")
+         f"schemes), about {estimate:.0f} s on {in_words(args.threads)}")
     progress = _BarPerLabel()
     table = sensitivity(loaded.model, corpus.test, progress=progress, **options)
     progress.close()
@@ -451,7 +452,7 @@ def cmd_static(args) -> None:
     longest = max(sizes + [args.calibration_tokens])
     _log(f"static or dynamic: {args.max_tokens:,} test tokens, calibration on up to {longest:,} training tokens; "
          "the static LSTM rows are simulated (fake-quantized), the decoder-only rows run on torch's real static "
-         f"kernels; about {estimate:.0f} s on {args.threads} thread(s)")
+         f"kernels; about {estimate:.0f} s on {in_words(args.threads)}")
     progress = _BarPerLabel()
     found = study(loaded.model, corpus.test, corpus.train, rounds=rounds, progress=progress, **options)
     progress.close()

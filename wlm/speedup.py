@@ -29,7 +29,7 @@ from .evaluate import BPTT, limit_tokens
 from .model import PART_NAMES
 from .qengine import current_engine, parse_engines, quantized_engine
 from .quantize import PRESETS, quantize
-from .threads import num_threads
+from .threads import in_words, num_threads
 
 DEFAULT_BATCHES = (1, 4, 16, 64)
 DEFAULT_TOKENS = 2_000
@@ -214,7 +214,7 @@ class SpeedupResult:
     note: str = ""  # e.g. that max_tokens was clamped
 
     def setting(self) -> str:
-        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        threads = in_words(self.threads)
         return (f"torch {self.torch_version}, {threads}, the first {self.tokens:,} test tokens, forward only, "
                 f"chunks of {self.bptt}")
 

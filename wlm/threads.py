@@ -57,3 +57,8 @@ def num_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(_resting if _resting is not None else previous)
+
+
+def in_words(n: int) -> str:
+    """'1 thread', '2 threads': a count as a sentence says it."""
+    return f"{n} thread{'' if n == 1 else 's'}"

@@ -23,7 +23,7 @@ def generation_speed_note(n_words: int, seconds: dict[str, float], label: str) -
     """How fast each model wrote, from ``generate_side_by_side``'s finishing times."""
     fp, q = (max(seconds[name], 1e-9) for name in ("float", "quantized"))
     return (f"Written side by side, a thread each: float took {fp:.2f} s ({n_words / fp:,.0f} words/s), "
-            f"{label} {q:.2f} s ({n_words / q:,.0f} words/s), ×{fp / q:.1f} the speed.")
+            f"{label} {q:.2f} s ({n_words / q:,.0f} words/s), {fp / q:.1f}× the speed of float.")
 
 
 def _odds(p: float) -> str:

@@ -46,7 +46,7 @@ def scales_chart(scales: pd.DataFrame) -> Figure:
     if len(table) >= 2 and table["scale"].nunique() > 1:
         hi, lo = table.loc[table["scale"].idxmax()], table.loc[table["scale"].idxmin()]
         text = (f"Dynamic: the scale is computed from each input at run time — '{hi['word']}' gets "
-                f"{hi['scale']:.3g}, '{lo['word']}' {lo['scale']:.3g} (×{hi['scale'] / lo['scale']:.2f}).")
+                f"{hi['scale']:.3g}, '{lo['word']}' {lo['scale']:.3g} ({hi['scale'] / lo['scale']:.2f}× as large).")
     else:
         row = table.iloc[0]
         text = (f"Scale {row['scale']:.3g} and zero point {int(row['zero_point'])}, computed from this input's "

@@ -5,6 +5,7 @@ import altair as alt
 import pandas as pd
 
 from wlm.sizes import format_mb
+from wlm.threads import in_words
 
 from ..glossary import name
 from .style import BAR_PX, MIN_HEIGHT, TALL, Figure, pct, readable, variant_scale
@@ -69,7 +70,14 @@ def thread_chart(sweep: pd.DataFrame) -> Figure:
     for variant in order:
         row = best.loc[variant]
         if row.threads == fewest:
-            parts.append(f"{variant} gains nothing from more threads ({row.tokens_per_s:,.0f} tokens/s)")
+            speeds = sweep[sweep["variant"] == variant].set_index("threads")["tokens_per_s"]
+            most = int(speeds.index.max())
+            if speeds[most] < 0.9 * row.tokens_per_s:  # more threads than free cores wait on each other
+                parts.append(f"{variant} is fastest at {in_words(fewest)} ({row.tokens_per_s:,.0f} tokens/s) and "
+                             f"slows down with more threads ({speeds[most]:,.0f} at {most}, "
+                             f"{speeds[most] / row.tokens_per_s:.2f}×)")
+            else:
+                parts.append(f"{variant} gains nothing from more threads ({row.tokens_per_s:,.0f} tokens/s)")
         else:
             parts.append(f"{variant} peaks at {int(row.threads)} threads ({row.tokens_per_s:,.0f} tokens/s, "
                          f"{row.tokens_per_s / base[variant]:.2f}× its speed at {fewest})")
