@@ -46,7 +46,7 @@ def test_the_download_note_loads_the_quantized_model_back(app_env, tmp_path):
     assert button.proto.label == "Download the quantized model"
     note = next(c.value for c in at.code if "load_quantized" in c.value)
     # The code is drawn when its popover opens: the first page does not wait for the code highlighter's script
-    # (0.3 s of the browser's main thread on the AVX2 EPYC) before its first chart.
+    # (0.3 s of the browser's main thread on 2 cores of an AMD EPYC) before its first chart.
     (popover,) = [block for block in blocks(at.tabs[0]) if block.type == "popover"]
     assert [c.value for c in at.tabs[0].code] == [c.value for c in popover.code] == [note]
     model = app_env["model"]

@@ -69,9 +69,9 @@ def prepare_first_page() -> None:
     tokens, and the Model tab's sizes of the bundled model quantized the sidebar's default way.
 
     That work is Python holding the interpreter, and in the first visitor's run it shared it with the server
-    sending the same page its scripts: the page drew nothing until the last of them came (on 2 AVX2 cores the
-    first chart came 3.7 to 4.4 s after the page opened, with most of the scripts a second in flight). What
-    cannot be read here is left for the page to report."""
+    sending the same page its scripts: the page drew nothing until the last of them came (on 2 cores of an AMD
+    EPYC the first chart came 3.7 to 4.4 s after the page opened, with most of the scripts a second in flight).
+    What cannot be read here is left for the page to report."""
     read_corpus_ahead()
     if not (default_model_path() / WEIGHTS_FILE).is_file():
         return
