@@ -4,12 +4,15 @@
 
 For 1 replica and then for ``--replicas``, in the same run, ``--visitors`` visitors (each a Chromium context of its
 own, so each gets its own `wlm_replica` cookie) open two pages each through HAProxy's port, the Generate tab and the
-Speed & accuracy tab, and all press "Generate" and "Run evaluation" at once. Two scenarios: every visitor opened the
-same link (same setup and seed), and every visitor a different setup (``soak_app.setups()``). It prints the time
-until the last visitor sees both results, each replica's memory (resident set of its process tree) and how the
-visitors spread over the replicas. With several replicas it then kills one mid-class (SIGKILL, as a crash) and
-reports what its visitors saw and got on reload, and whether the others' results completed. Markdown tables; a
-benchmark to run by hand, not a test (pytest does not collect it and it asserts nothing).
+Speed & accuracy tab, and all press "Generate" and "Run evaluation" at once. Scenarios: every visitor opened the
+same link (same setup and seed); on request (``--scenarios same,again``) a second class of new pages on the same
+link right after it, whose results the servers have ready (what is left is the browsers' and the page runs' own
+work); and every visitor a different setup (``soak_app.setups()``). It prints the time until the last visitor sees
+both results, each replica's memory (resident set of its process tree), the CPU seconds the browsers and each
+replica spent from the press to the last result, and how the visitors spread over the replicas. With several
+replicas it then kills one mid-class (SIGKILL, as a crash) and reports what its visitors saw and got on reload, and
+whether the others' results completed. Markdown tables; a benchmark to run by hand, not a test (pytest does not
+collect it and it asserts nothing).
 
 The launcher's helpers (``Launched``, ``replica_of``) are tests/launcher.py's, shared with tests/test_deploy.py.
 """
@@ -31,7 +34,7 @@ from urllib.parse import urlencode
 # tests' shared helpers (served.py, launcher.py) go on the path, after this folder.
 sys.path[1:1] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 
-from soak_app import setups, tree_rss_mb, wait_until_idle
+from soak_app import descendants, setups, tree_rss_mb, wait_until_idle
 
 from launcher import READY, Launched, nothing_listens, replica_of
 from served import CHROMIUM, CHROMIUM_ARGS, REPO
@@ -181,6 +184,43 @@ class MemoryWatch:
         self._thread.join()
 
 
+class CpuWatch:
+    """CPU seconds (user and system) the browsers and each replica's process tree spend while it is entered:
+    where a class's time goes when the servers and the browsers share the cores."""
+
+    def __init__(self, replicas: dict[str, tuple[int, int]]):
+        self.pids = {name: pid for name, (pid, _) in replicas.items()}
+        self.spent: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        browsers = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/comm") if _read(p).strip() == "chromium"]
+        return {"browsers": _cpu_s(browsers), **{name: _cpu_s(descendants(pid)) for name, pid in self.pids.items()}}
+
+    def __enter__(self) -> CpuWatch:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._now()
+        self.spent = {name: end[name] - self._start[name] for name in end}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _cpu_s(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        fields = _read(Path(f"/proc/{pid}/stat")).rsplit(")", 1)[-1].split()
+        if len(fields) > 12:
+            ticks += int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15 of the line
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def press_at_once(visitors: list[Visitor], confirm: bool = True) -> float:
     """Every visitor's pages click at one moment, a little after each has been told it; returns the moment
     (time.time()), once every page has clicked (with ``confirm``; asking forty busy pages takes seconds)."""
@@ -226,11 +266,13 @@ def class_at_once(browser, launched: Launched, links: list[dict[str, str]], time
             visitor.open()
         for visitor in visitors:
             visitor.ready()
-        with MemoryWatch(launched.replicas) as memory:
+        with MemoryWatch(launched.replicas) as memory, CpuWatch(launched.replicas) as cpu:
             started = press_at_once(visitors)
             clicks = click_spread(visitors, started)
             print(f"  pressed at {time.strftime('%H:%M:%S', time.localtime(started))}", flush=True)
             wait_for_results(visitors, started, timeout)
+        spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.spent.items())
+        print(f"  CPU from the moment of the press to the last result: {spent}", flush=True)
         return {"visitors": visitors, "memory": memory, "clicks": clicks}
     finally:
         for visitor in visitors:
@@ -321,7 +363,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2, help="replicas of the second run (the first has 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds the class may take for its results")
     parser.add_argument("--scenarios", default="same,different",
-                        help="which to run, comma-separated: same (link), different (setups)")
+                        help="which to run, comma-separated: same (link), again (the same link for a second class "
+                             "of new pages, right after the first: every row lent, every text cached), different "
+                             "(setups)")
     parser.add_argument("--no-kill", action="store_true", help="skip killing a replica mid-class")
     parser.add_argument("--idle-browsers", action="store_true",
                         help="run Chromium in the idle scheduling class: the browsers take only the cores the servers "
@@ -345,8 +389,10 @@ def main() -> None:
                 print(f"{n} replica(s) up in {time.monotonic() - launched_at:.1f} s", flush=True)
                 idle = {name: tree_rss_mb(pid) for name, (pid, _) in launched.replicas.items()}
                 chosen = set(args.scenarios.split(","))
-                for name, scenario in (("same link", same), ("different setups", different)):
-                    if name.split()[0] not in chosen:
+                for key, name, scenario in (("same", "same link", same),
+                                            ("again", "same link, a second class", same),
+                                            ("different", "different setups", different)):
+                    if key not in chosen:
                         continue
                     result = class_at_once(browser, launched, scenario, args.timeout)
                     report_scenario(rows, n, name, result, idle)
