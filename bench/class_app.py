@@ -157,6 +157,97 @@ class Visitor:
         self.context.close()
 
 
+# One page a student: Generate pressed at the moment, then the Speed & accuracy tab, its "Run evaluation", and back
+# to the Generate tab, where the text written meanwhile (the writing goes on when the page reruns) shows again.
+ONE_PAGE = """([at]) => {
+  const visible = (el) => el.offsetParent !== null;
+  const panel = () => [...document.querySelectorAll("[role='tabpanel']")].find(visible);
+  const button = (name) => [...document.querySelectorAll("button")].find(
+    (b) => visible(b) && b.innerText.trim() === name);
+  const tab = (name) => [...document.querySelectorAll("[role='tab']")].find((t) => t.innerText.trim() === name);
+  const seen = (window.__wlm = {clicked: null, evaluated: null, done: null, error: null});
+  const sleep = (ms) => new Promise((go) => setTimeout(go, ms));
+  const until = async (met) => {
+    for (;;) {
+      const failed = document.querySelector("%s");
+      if (failed) throw new Error(failed.textContent.slice(0, 200));
+      if (met()) return;
+      await sleep(200);
+    }
+  };
+  // A result in the panel of the tab just opened: the other tab's panel stays on screen until the switch is drawn.
+  const result = (name, table) => () => {
+    const open = panel();
+    return open && button(name) && open.contains(button(name)) && open.textContent.includes("Takeaway:")
+      && (!table || open.querySelector("[data-testid='stDataFrame']"));
+  };
+  (async () => {
+    await sleep(Math.max(0, at - Date.now()));
+    try {
+      seen.clicked = Date.now();
+      button("Generate").click();
+      tab("Speed & accuracy").click();
+      await until(() => button("Run evaluation") && panel() && panel().contains(button("Run evaluation")));
+      button("Run evaluation").click();
+      await until(result("Run evaluation", true));
+      seen.evaluated = Date.now();
+      tab("Generate").click();
+      await until(result("Generate", false));
+      seen.done = Date.now();
+    } catch (error) {
+      seen.error = String(error.message || error);
+      seen.done = Date.now();
+    }
+  })();
+  return !!button("Generate");
+}""" % ERRORS.replace('"', "'")
+
+
+class OnePageVisitor(Visitor):
+    """One person with one page, as a student in a class has: Generate, then Speed & accuracy in the same page."""
+
+    def __init__(self, browser, url: str, link: dict[str, str], label: str, timeout_ms: int):
+        self.label, self.link, self.url = label, link, url
+        self.context = browser.new_context(viewport={"width": 1300, "height": 900})
+        self.context.set_default_timeout(timeout_ms)
+        self.errors: list[str] = []
+        page = self.context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{label}: browser error: {exc}"))
+        self.page, self.pages = page, {"generate": page}
+        self.done, self.clicked, self.failed = {}, {}, set()
+        self.replica = None
+
+    def open(self) -> None:
+        self.page.goto(f"{self.url}/?{urlencode({**self.link, 'tab': TABS['generate']})}")
+        self.page.get_by_role("button", name=BUTTONS["generate"], exact=True).wait_for()
+        self.replica = replica_of(self.context)
+
+    def arm(self, at: float) -> None:
+        self.done, self.failed, self.clicked = {}, set(), {}
+        if not self.page.evaluate(ONE_PAGE, [at * 1000]):
+            raise RuntimeError(f"{self.label}: the Generate button was not on the page")
+
+    def clicks(self) -> bool:
+        seen = self.page.evaluate("() => window.__wlm")
+        if seen and seen["clicked"]:
+            self.clicked["generate"] = seen["clicked"] / 1000
+        return bool(self.clicked)
+
+    def check(self, started: float) -> bool:
+        seen = self.page.evaluate("() => window.__wlm")
+        if not seen or not seen["done"]:
+            return False
+        if seen["error"]:
+            self.failed.add("generate")
+            self.errors.append(f"{self.label}: {' '.join(seen['error'].split())}")
+        else:
+            self.done = {"evaluate": seen["evaluated"] / 1000 - started, "generate": seen["done"] / 1000 - started}
+        return True
+
+    def both(self) -> float | None:
+        return max(self.done.values()) if len(self.done) == 2 else None
+
+
 class MemoryWatch:
     """Each replica's process-tree memory, sampled twice a second in a thread: the peak and the last value."""
 
@@ -257,9 +348,11 @@ def wait_for_results(visitors: list[Visitor], started: float, timeout: float) ->
 
 # --- the scenarios ------------------------------------------------------------------------------------------------
 
-def class_at_once(browser, launched: Launched, links: list[dict[str, str]], timeout: float) -> dict:
-    """Every visitor opens their link, then all press both buttons at once."""
-    visitors = [Visitor(browser, launched.url, link, f"visitor {i + 1}", int(timeout * 1000))
+def class_at_once(browser, launched: Launched, links: list[dict[str, str]], timeout: float,
+                  visitor=Visitor) -> dict:
+    """Every visitor opens their link, then all press both buttons at once (``OnePageVisitor``: one after the other,
+    in one page)."""
+    visitors = [visitor(browser, launched.url, link, f"visitor {i + 1}", int(timeout * 1000))
                 for i, link in enumerate(links)]
     try:
         for visitor in visitors:
@@ -367,6 +460,10 @@ def main() -> None:
                              "of new pages, right after the first: every row lent, every text cached), different "
                              "(setups)")
     parser.add_argument("--no-kill", action="store_true", help="skip killing a replica mid-class")
+    parser.add_argument("--one-page", action="store_true",
+                        help="one page a visitor, as a student has: Generate, then the Speed & accuracy tab and its "
+                             "Run evaluation, then back to Generate for the text (by default two pages a visitor, "
+                             "one per tab, pressed at once)")
     parser.add_argument("--idle-browsers", action="store_true",
                         help="run Chromium in the idle scheduling class: the browsers take only the cores the servers "
                              "leave, as students' own machines would (by default they compete as equals)")
@@ -394,7 +491,8 @@ def main() -> None:
                                             ("different", "different setups", different)):
                     if key not in chosen:
                         continue
-                    result = class_at_once(browser, launched, scenario, args.timeout)
+                    result = class_at_once(browser, launched, scenario, args.timeout,
+                                           OnePageVisitor if args.one_page else Visitor)
                     report_scenario(rows, n, name, result, idle)
                     print(rows[-1], flush=True)
                     for kind in BUTTONS:
@@ -412,7 +510,9 @@ def main() -> None:
                 left = [port for port in launched.ports() if not nothing_listens(port)]
                 print(f"launcher stopped (status {status}); ports still open: {left or 'none'}", flush=True)
         browser.close()
-    print(f"\n{k} visitors, each with a Generate page and a Speed & accuracy page, all pressed at once "
+    pages = ("one page, pressing Generate, then Run evaluation on Speed & accuracy, then back to Generate"
+             if args.one_page else "a Generate page and a Speed & accuracy page, all pressed at once")
+    print(f"\n{k} visitors, each with {pages} "
           "(seconds from the moment all pressed; memory in MB, resident set of each replica's process tree, "
           "before → peak)\n")
     print("| replicas | scenario | visitors per replica | last click (s) | median visitor (s) | last visitor (s) | "

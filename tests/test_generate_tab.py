@@ -16,7 +16,7 @@ from ui.charts import word_html
 from wlm.generate import agreement, first_difference, generate
 from wlm.quantize import PRESETS, quantize
 
-from apptest import assert_clean, html_words, run_app
+from apptest import assert_clean, html_words, open_tab, run_app
 
 GENERATE_TAB = 1
 
@@ -266,3 +266,34 @@ def test_the_corpus_markers_in_the_texts_are_explained(app_env):
     for marker in ("`<unk>`", "`<eos>`", "`@-@`"):
         assert marker in explained
     assert "= = History = =" in explained  # Wikitext-2's headings, which generated text copies
+
+
+def test_a_press_followed_at_once_by_another_tab_writes_the_texts_when_the_visitor_comes_back(app_env):
+    """A visitor presses Generate and opens another tab before the page's run has reached the button: the run
+    that follows is the other tab's, and the press would be lost without a word. The press's callback begins the
+    writing, which goes on while the other tab is open; coming back shows it finished, and says so."""
+    import wlm.generate as wlm_generate
+
+    calls = []
+    real_generate = wlm_generate.generate
+    backend.writing.clear()
+    at = run_app({"tab": "generate"})
+    at.number_input(key="gen_words").set_value(20).run()
+    at.button(key="gen_go").click()
+    wlm_generate.generate = lambda *args, **kwargs: calls.append(kwargs) or real_generate(*args, **kwargs)
+    try:
+        open_tab(at, "Speed & accuracy")  # the press and the switch reach the server in one run
+        assert_clean(at)
+        begun = at.session_state["gen_result"]["writing"]  # begun, although the Generate tab did not run
+        assert begun.wait(60) and len(calls) == 2  # written meanwhile: float and quantized
+        open_tab(at, "Generate")
+    finally:
+        wlm_generate.generate = real_generate
+    assert_clean(at)
+    result = at.session_state["gen_result"]
+    assert result["finished"] and result["writing"] is begun and len(result["float"]) == len(result["quantized"]) == 20
+    assert _quiet(at) == [generate_tab.RESUMED]
+    texts = [m.value for m in at.tabs[GENERATE_TAB].markdown if "line-height" in m.value]
+    assert [html_words(t) for t in texts] == [result["float"], result["quantized"]]
+    at.run()  # taken up once: the next run shows the same texts, not a new writing
+    assert at.session_state["gen_result"] is result and len(calls) == 2

@@ -65,3 +65,17 @@ def test_the_table_shows_plain_column_names_with_help_and_the_sweep_says_why_it_
                 f"({100 * abs(swept - timed) / max(swept, timed):.0f} % apart)") in captions
     (words,) = [e for e in tab.expander if e.label == "What the words mean"]
     assert HELP["perplexity"] in words.markdown[0].value
+
+
+def test_a_press_followed_at_once_by_another_tab_is_measured_when_the_visitor_comes_back(app_env):
+    """The same for "Run evaluation": its press is remembered with the request the page showed, although the run
+    that follows it is another tab's."""
+    at = run_app({"tab": "speed-accuracy"})
+    at.slider(key="speed_tokens").set_value(60).run()
+    at.button(key="speed_go").click()
+    open_tab(at, "Fidelity")
+    assert_clean(at)
+    open_tab(at, "Speed & accuracy")
+    assert_clean(at)
+    (frame,) = at.tabs[SPEED].dataframe
+    assert list(frame.value["variant"]) == ["fp32", "tutorial"]

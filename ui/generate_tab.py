@@ -23,6 +23,7 @@ from .backend import shared_picks, writing
 from .charts import generate as charts
 from .charts import word_html
 from .requests import Setup
+from .setup import DEFAULTS
 from .widgets import SessionPage, bounded_text, error, shared_caption, yield_to_streamlit
 
 MAX_APP_WORDS = min(1000, MAX_WORDS)
@@ -65,7 +66,9 @@ def _markdown_word(word: str) -> str:
 
 
 RESULT = "gen_result"  # session state: the last texts written, finished or cut short by a rerun
+PRESSED = "gen_pressed"  # session state: a press of Generate that no run of this tab has taken up yet
 AGAIN = "gen_again"  # session state: this session's "write again" presses under another visitor's texts
+WIDGETS = ("gen_temperature", "gen_words", "gen_prompt")  # this tab's settings of a writing, by their keys
 RESUMED = ("The writing went on while the page reran (a tab switch or a change in the sidebar), and here it is, "
            "finished.")
 
@@ -118,8 +121,7 @@ def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> d
     The writing itself goes on, and the page's next run takes it up (``_follow``)."""
     job = writing(setup.variant, setup.vocabulary, again=again, _page=SessionPage(), **kwargs)
     earlier = st.session_state.get(RESULT)
-    record = {"float": [], "quantized": [], "seconds": {}, "request": request, "label": setup.spec.label,
-              "finished": False, "first_difference": None, "writing": job, "resumed": False}
+    record = _record(job, request, setup.spec.label)
     st.session_state[RESULT] = record
     try:
         _follow(record, boxes)
@@ -129,6 +131,32 @@ def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> d
         st.session_state[RESULT] = earlier  # an error, not a rerun: nothing is kept as if merely cut short
         raise
     return record
+
+
+def _record(job, request: tuple, label: str) -> dict:
+    return {"float": [], "quantized": [], "seconds": {}, "request": request, "label": label, "finished": False,
+            "first_difference": None, "writing": job, "resumed": False}
+
+
+def _settings() -> tuple:
+    """What a writing is asked with, as the session holds it: the sidebar's setup and this tab's widgets."""
+    return tuple(st.session_state.get(key) for key in (*DEFAULTS, *WIDGETS))
+
+
+def _begin(setup: Setup, request: tuple, again: int, kwargs: dict, drawn: tuple) -> None:
+    """Generate's callback. A press is taken up by the run it starts, if that run reaches the button; a visitor who
+    opens another tab at once starts a run of that tab instead, and only the callback runs before it. So the
+    writing begins here, goes on in the background, and this tab takes it up when it is next open. A press that
+    came with a change of a setting (``drawn``: the settings the button was drawn with) is the run's to write,
+    with the setting as changed; and what cannot begin here is left for the tab's next run to try and report."""
+    st.session_state[PRESSED] = True
+    if _settings() != drawn:
+        return
+    try:
+        job = writing(setup.variant, setup.vocabulary, again=again, _page=SessionPage(), **kwargs)
+    except WlmError:
+        return
+    st.session_state[RESULT] = _record(job, request, setup.spec.label)
 
 
 def _follow(record: dict, boxes: dict) -> None:
@@ -185,8 +213,14 @@ def render(setup: Setup) -> None:
     if unknown:
         st.warning(f"Not in the vocabulary (read as <unk>): {', '.join(unknown[:10])}")
     request = (setup.variant.key, int(words), float(temperature), setup.seed, prompt)
-    pressed = st.button("Generate", key="gen_go", type="primary")
+    kwargs = {"words": int(words), "temperature": float(temperature), "seed": setup.seed, "prompt": prompt}
     again = st.session_state.get(AGAIN, 0)
+    clicked = st.button("Generate", key="gen_go", type="primary", on_click=_begin,
+                        args=(setup, request, again, kwargs, _settings()))
+    # Pressed in a run that never got here (another tab opened at once): the writing _begin began is followed
+    # below, as one the page reran over; one it could not begin is written now, and says why it cannot be.
+    marked, begun = st.session_state.pop(PRESSED, False), st.session_state.get(RESULT)
+    pressed = clicked or (marked and not (begun and _resumable(begun)))
     if not pressed and st.session_state.pop(f"{AGAIN}_pressed", False):
         pressed = True  # "Write again" under another visitor's texts: this session's own writing
     result = None if pressed else st.session_state.get(RESULT)
@@ -199,8 +233,7 @@ def render(setup: Setup) -> None:
     boxes = {"float": float_box, "quantized": quant_box}
     try:
         if pressed:
-            result = _write(setup, request, boxes, again, words=int(words), temperature=float(temperature),
-                            seed=setup.seed, prompt=prompt)
+            result = _write(setup, request, boxes, again, **kwargs)
         elif result and _resumable(result):
             result["resumed"] = True  # it went on while the page reran: follow it to its end
             _follow(result, boxes)

@@ -197,11 +197,18 @@ def shared_caption(measured: backend.Measured, asked_for: str, again: str, done:
 
 def remembered_button(label: str, key: str, request: tuple) -> bool:
     """True when the button was just pressed, or was pressed earlier for this same request (the values of
-    ``ui.requests`` in it are compared by identity)."""
-    request = tuple(map(_identity, request))
-    if st.button(label, key=key):
-        st.session_state[f"{key}_request"] = request
-    return st.session_state.get(f"{key}_request") == request
+    ``ui.requests`` in it are compared by identity).
+
+    The press is remembered by the button's callback as well, for the request the page showed: a visitor who
+    opens another tab at once starts a run of that tab, not of this one, and only the callback runs before it."""
+    request, remembered = tuple(map(_identity, request)), f"{key}_request"
+    if st.button(label, key=key, on_click=_remember, args=(remembered, request)):
+        st.session_state[remembered] = request  # as the page has it now, should it have changed since it was drawn
+    return st.session_state.get(remembered) == request
+
+
+def _remember(key: str, request: tuple) -> None:
+    st.session_state[key] = request
 
 
 def token_slider(label: str, total: int, default: int, key: str, help: str | None = None) -> int:
