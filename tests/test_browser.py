@@ -3,6 +3,7 @@
 Needs Debian's `chromium` package and the `playwright` Python package (.ci/run installs both).
 """
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,18 @@ def test_toggle_quantization_and_generate_in_a_real_browser(served_app):
             page.get_by_role("button", name="Generate", exact=True).click()
             page.get_by_text("the two models would pick the same word").first.wait_for()
             panel = page.get_by_role("tabpanel").filter(has_text="quantized (int8+emb8)")
-            text = panel.inner_text()
-            words = [w for w in text.split() if w in {"the", "cat", "dog", "sat", "on", "mat", "log", "a", "ran"}]
-            assert len(words) >= 20, text[:500]
+            vocabulary = {"the", "cat", "dog", "sat", "on", "mat", "log", "a", "ran"}
+
+            def texts_words() -> list[str]:
+                return [w for w in panel.inner_text().split() if w in vocabulary]
+
+            # Read once no run is under way: a run of the page draws the text boxes from empty again, and one was
+            # seen under way when the takeaway of the run before it was already on the page (boxes empty, chart on).
+            page.wait_for_function(IDLE)
+            deadline = time.monotonic() + 30
+            while len(texts_words()) < 20 and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            assert len(texts_words()) >= 20, panel.inner_text()[:2000]
             page.screenshot(path=str(SHOTS / "generate.png"), full_page=True)
         finally:
             browser.close()
