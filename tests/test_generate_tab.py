@@ -297,3 +297,25 @@ def test_a_press_followed_at_once_by_another_tab_writes_the_texts_when_the_visit
     assert [html_words(t) for t in texts] == [result["float"], result["quantized"]]
     at.run()  # taken up once: the next run shows the same texts, not a new writing
     assert at.session_state["gen_result"] is result and len(calls) == 2
+
+
+def test_a_press_whose_models_the_server_let_go_is_written_when_the_visitor_comes_back(app_env):
+    """Streamlit keeps a button's callback arguments while the session shows it, so Generate's callback holds the
+    models weakly (an upload's model is the server's caches' to let go). Let go before the press, the callback
+    begins nothing, and the tab writes the texts when it is next open."""
+    import gc
+
+    backend.writing.clear()
+    at = run_app({"tab": "generate"})
+    at.number_input(key="gen_words").set_value(20).run()
+    backend.quantized_variant.clear()  # the server lets the variant go, as its caches do an upload's
+    backend._HELD_VARIANTS._values.clear()
+    gc.collect()
+    at.button(key="gen_go").click()
+    open_tab(at, "Speed & accuracy")
+    assert_clean(at)
+    assert "gen_result" not in at.session_state  # nothing begun: the callback found the variant gone
+    open_tab(at, "Generate")
+    assert_clean(at)
+    result = at.session_state["gen_result"]
+    assert result["finished"] and len(result["float"]) == 20 and not _quiet(at)

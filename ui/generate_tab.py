@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 
 import streamlit as st
 
@@ -22,7 +23,7 @@ from . import glossary
 from .backend import shared_picks, writing
 from .charts import generate as charts
 from .charts import word_html
-from .requests import Setup
+from .requests import Setup, Vocabulary
 from .setup import DEFAULTS
 from .widgets import SessionPage, bounded_text, error, shared_caption, yield_to_streamlit
 
@@ -143,20 +144,30 @@ def _settings() -> tuple:
     return tuple(st.session_state.get(key) for key in (*DEFAULTS, *WIDGETS))
 
 
-def _begin(setup: Setup, request: tuple, again: int, kwargs: dict, drawn: tuple) -> None:
+def _begin(models: tuple, request: tuple, again: int, kwargs: dict, drawn: tuple) -> None:
     """Generate's callback. A press is taken up by the run it starts, if that run reaches the button; a visitor who
     opens another tab at once starts a run of that tab instead, and only the callback runs before it. So the
     writing begins here, goes on in the background, and this tab takes it up when it is next open. A press that
     came with a change of a setting (``drawn``: the settings the button was drawn with) is the run's to write,
-    with the setting as changed; and what cannot begin here is left for the tab's next run to try and report."""
+    with the setting as changed; and what cannot begin here is left for the tab's next run to try and report.
+
+    Streamlit keeps a button's callback arguments as long as the session shows it, so ``models`` holds the
+    variant and the vocabulary's words only weakly (``_models_of``): an upload's model is the server's caches' to
+    let go. Once let go, the press is the tab's next run to write, as when a setting changed."""
     st.session_state[PRESSED] = True
-    if _settings() != drawn:
+    variant_ref, key, dictionary_ref = models
+    variant, dictionary = variant_ref(), dictionary_ref()
+    if _settings() != drawn or variant is None or dictionary is None:
         return
     try:
-        job = writing(setup.variant, setup.vocabulary, again=again, _page=SessionPage(), **kwargs)
+        job = writing(variant, Vocabulary(key, dictionary), again=again, _page=SessionPage(), **kwargs)
     except WlmError:
         return
-    st.session_state[RESULT] = _record(job, request, setup.spec.label)
+    st.session_state[RESULT] = _record(job, request, variant.spec.label)
+
+
+def _models_of(setup: Setup) -> tuple:
+    return weakref.ref(setup.variant), setup.vocabulary.key, weakref.ref(setup.vocabulary.dictionary)
 
 
 def _follow(record: dict, boxes: dict) -> None:
@@ -216,7 +227,7 @@ def render(setup: Setup) -> None:
     kwargs = {"words": int(words), "temperature": float(temperature), "seed": setup.seed, "prompt": prompt}
     again = st.session_state.get(AGAIN, 0)
     clicked = st.button("Generate", key="gen_go", type="primary", on_click=_begin,
-                        args=(setup, request, again, kwargs, _settings()))
+                        args=(_models_of(setup), request, again, kwargs, _settings()))
     # Pressed in a run that never got here (another tab opened at once): the writing _begin began is followed
     # below, as one the page reran over; one it could not begin is written now, and says why it cannot be.
     marked, begun = st.session_state.pop(PRESSED, False), st.session_state.get(RESULT)
