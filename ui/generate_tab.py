@@ -112,7 +112,7 @@ def _note(result: dict, changes: list[str]) -> str | None:
     return None
 
 
-def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> dict:
+def _write(setup: Setup, request: tuple, boxes: dict, again: int, kwargs: dict) -> dict:
     """Both models write at once (``backend.writing``: once per server for the same texts, in the background) and
     the page shows their words as they come.
 
@@ -120,10 +120,8 @@ def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> d
     never stored again: a rerun of the page (a tab switch, a change in the sidebar) stops the script at its next box
     update, and once the stop is requested Streamlit raises at every access to the session state from this run.
     The writing itself goes on, and the page's next run takes it up (``_follow``)."""
-    job = writing(setup.variant, setup.vocabulary, again=again, _page=SessionPage(), **kwargs)
     earlier = st.session_state.get(RESULT)
-    record = _record(job, request, setup.spec.label)
-    st.session_state[RESULT] = record
+    record = _start(setup.variant, setup.vocabulary, request, again, kwargs)
     try:
         _follow(record, boxes)
     except ScriptControlException:
@@ -134,9 +132,14 @@ def _write(setup: Setup, request: tuple, boxes: dict, again: int, **kwargs) -> d
     return record
 
 
-def _record(job, request: tuple, label: str) -> dict:
-    return {"float": [], "quantized": [], "seconds": {}, "request": request, "label": label, "finished": False,
-            "first_difference": None, "writing": job, "resumed": False}
+def _start(variant, vocabulary: Vocabulary, request: tuple, again: int, kwargs: dict) -> dict:
+    """The session's record of a writing asked for now (begun once per server for the same texts), kept in the
+    session before its first word."""
+    job = writing(variant, vocabulary, again=again, _page=SessionPage(), **kwargs)
+    record = {"float": [], "quantized": [], "seconds": {}, "request": request, "label": variant.spec.label,
+              "finished": False, "first_difference": None, "writing": job, "resumed": False}
+    st.session_state[RESULT] = record
+    return record
 
 
 def _settings() -> tuple:
@@ -159,11 +162,8 @@ def _begin(models: tuple, request: tuple, again: int, kwargs: dict, drawn: tuple
     variant, dictionary = variant_ref(), dictionary_ref()
     if _settings() != drawn or variant is None or dictionary is None:
         return
-    try:
-        job = writing(variant, Vocabulary(key, dictionary), again=again, _page=SessionPage(), **kwargs)
-    except WlmError:
-        return
-    st.session_state[RESULT] = _record(job, request, variant.spec.label)
+    with contextlib.suppress(WlmError):
+        _start(variant, Vocabulary(key, dictionary), request, again, kwargs)
 
 
 def _models_of(setup: Setup) -> tuple:
@@ -244,7 +244,7 @@ def render(setup: Setup) -> None:
     boxes = {"float": float_box, "quantized": quant_box}
     try:
         if pressed:
-            result = _write(setup, request, boxes, again, **kwargs)
+            result = _write(setup, request, boxes, again, kwargs)
         elif result and _resumable(result):
             result["resumed"] = True  # it went on while the page reran: follow it to its end
             _follow(result, boxes)

@@ -34,8 +34,6 @@ from ui.setup import (
 )
 from ui.widgets import load_front_end_ahead, style_page
 from wlm import hosting
-from wlm.bundle import WEIGHTS_FILE
-from wlm.checkpoint import default_model_path
 from wlm.errors import WlmError
 from wlm.quantize import PRESETS
 
@@ -73,13 +71,12 @@ def prepare_first_page() -> None:
     EPYC the first chart came 3.7 to 4.4 s after the page opened, with most of the scripts a second in flight).
     What cannot be read here is left for the page to report."""
     read_corpus_ahead()
-    if not (default_model_path() / WEIGHTS_FILE).is_file():
-        return
     try:
-        variant = quantized_variant(bundled_source(), PRESETS[DEFAULTS["preset"]])
+        source = bundled_source()
+        if source is not None:
+            model_tab.prepare(quantized_variant(source, PRESETS[DEFAULTS["preset"]]))
     except WlmError:
-        return
-    model_tab.prepare(variant)
+        pass
 
 
 def main(starting) -> None:

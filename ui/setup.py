@@ -216,8 +216,11 @@ def sidebar(hosted: bool = False) -> tuple[dict, QuantSpec]:
 
 # --- the model, then the corpus --------------------------------------------------------------
 
-def bundled_source() -> ModelSource:
-    """The model bundled with the app (WLM_MODEL names another bundle), as every page shares it."""
+def bundled_source() -> ModelSource | None:
+    """The model bundled with the app (WLM_MODEL names another bundle), as every page shares it; None when the
+    bundle is missing."""
+    if not (default_model_path() / WEIGHTS_FILE).is_file():
+        return None
     key = str(default_model_path().resolve())
     return ModelSource("bundled", key, load_source("bundled", key))
 
@@ -244,12 +247,12 @@ def resolve_setup(config: dict, spec: QuantSpec) -> Setup | None:
             key = str(config["path"]).strip()
             source = ModelSource(kind, key, load_source("path", key))
         else:
-            if not (default_model_path() / WEIGHTS_FILE).is_file():
+            source = bundled_source()
+            if source is None:
                 choose = "Upload a checkpoint" if hosted else "Choose a .pth file by path or upload one"
                 st.error(hosting.public_message(f"The bundled model is missing ({default_model_path()}). {choose} "
                                                 "in the sidebar, or set WLM_MODEL to a model bundle.", hosted))
                 return None
-            source = bundled_source()
     except WlmError as exc:
         st.error(hosting.public_message(str(exc), hosted))
         return None
